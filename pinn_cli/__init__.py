@@ -1,0 +1,1 @@
+"""pinn-run: physics-informed neural networks for 1D quantum eigenproblems."""

@@ -1,0 +1,111 @@
+"""The `pinn-run` entry point: compose the config with Hydra, validate it, run the experiment.
+
+This is the only module that imports Hydra's application machinery.
+"""
+
+from __future__ import annotations
+
+import time
+
+T_START = time.perf_counter()
+
+import functools  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from .config import Config, ConfigError, register_configs, validate  # noqa: E402
+
+log = logging.getLogger("pinn_run")
+
+
+@functools.cache
+def unique_dir(path: str) -> str:
+    """`path`, or `path_1`, `path_2`, ... : the first that this process could create itself.
+
+    Two runs started in the same second get separate folders (mkdir is atomic).
+    """
+    base, k = Path(path), 0
+    while True:
+        candidate = base if k == 0 else base.with_name(f"{base.name}_{k}")
+        try:
+            candidate.mkdir(parents=True)
+            return str(candidate)
+        except FileExistsError:
+            k += 1
+
+
+def to_config(cfg: DictConfig) -> Config:
+    """Typed, validated Config from the composed DictConfig (a ConfigError on any mistake)."""
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, Config)
+    validate(obj)
+    return obj
+
+
+def _resumed_config(run_dir: Path) -> Config:
+    saved = run_dir / ".hydra" / "config.yaml"
+    if not saved.exists():
+        raise ConfigError(f"resume={run_dir}: not a run folder (no .hydra/config.yaml)")
+    schema = OmegaConf.structured(Config)
+    cfg = OmegaConf.merge(schema, OmegaConf.load(saved))
+    cfg.resume = None
+    return to_config(cfg)
+
+
+def _fail(message: str) -> int:
+    print(f"pinn-run: error: {message}", file=sys.stderr)
+    return 2
+
+
+def app(cfg: DictConfig) -> float | None:
+    """The Hydra task: returns the energy's relative error (the objective for sweepers)."""
+    from . import experiment
+
+    multirun = HydraConfig.get().mode.name == "MULTIRUN"
+    try:
+        typed = to_config(cfg)
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        if typed.resume:
+            run_dir = Path(typed.resume)
+            typed = _resumed_config(run_dir)
+        code = experiment.run(typed, run_dir, t_start=T_START, resume=cfg.resume is not None)
+    except ConfigError as err:
+        if multirun:
+            raise
+        sys.exit(_fail(str(err)))
+    if code != 0:
+        if multirun:
+            raise RuntimeError(f"run ended with exit code {code}")
+        sys.exit(code)
+    summary = (run_dir / "summary.json").read_text()
+    import json
+
+    return json.loads(summary)["energy"]["rel_error"]
+
+
+def _argv_for_resume(argv: list[str]) -> list[str]:
+    """`resume=DIR` continues in DIR itself: Hydra logs there and leaves its .hydra/ untouched."""
+    for arg in argv:
+        if arg.startswith("resume=") and arg != "resume=null":
+            run_dir = arg.split("=", 1)[1]
+            return [*argv, f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
+    return argv
+
+
+def main() -> None:
+    register_configs()
+    if not OmegaConf.has_resolver("pinn_unique"):
+        OmegaConf.register_new_resolver("pinn_unique", unique_dir)
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    sys.argv = [sys.argv[0], *_argv_for_resume(sys.argv[1:])]
+    hydra.main(version_base="1.3", config_path="conf", config_name="config")(app)()
+
+
+if __name__ == "__main__":
+    main()

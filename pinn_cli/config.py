@@ -1,0 +1,181 @@
+"""Typed configuration: frozen-by-convention dataclass schemas registered in Hydra's ConfigStore,
+plus the semantic checks that Hydra's type checks cannot express.
+
+The composed DictConfig is converted into these dataclasses once (`OmegaConf.to_object`) and
+validated before anything is compiled; everything downstream receives plain values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from .activations import ACTIVATIONS, REFUSED
+from .potentials import REGISTRY as POTENTIALS
+
+
+class ConfigError(ValueError):
+    """A user's mistake in the configuration: reported as one line, no traceback."""
+
+
+@dataclass
+class PotentialConfig:
+    name: str = MISSING
+    domain: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    V0: float = 0.0
+    width: float = 0.0
+    centre: float | None = None
+
+
+@dataclass
+class ModelConfig:
+    width: int = 32
+    depth: int = 2
+    activation: str = "tanh"
+    # "exp": psi = B(x) exp(N(x)), nodeless, so only the ground state is representable;
+    # "linear": psi = B(x) N(x), the paper's form.
+    output: str = "exp"
+    # Input features (x - b)_+^2 at each breakpoint b of V, so psi'' can jump where V does.
+    breakpoint_features: bool = True
+
+
+@dataclass
+class EnergyConfig:
+    mode: str = "learned"  # "fixed" | "learned"
+    value: float | None = None  # fixed energy; default: the exact value where one is known
+    init: float | None = (
+        None  # learned energy's start; default: Rayleigh quotient of the initial psi
+    )
+
+
+@dataclass
+class LossConfig:
+    normalization: str = "hard"  # "hard": residual / ||psi||^2 | "penalty": + w (||psi||^2 - 1)^2
+    norm_weight: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    lr: float = 1e-2
+    lr_schedule: str = "exponential"  # "constant" | "exponential" | "cosine"
+    lr_final: float = 1e-4
+    points: int = 192
+    collocation: str = "gauss"  # "gauss": Gauss-Legendre per smooth piece | "uniform"
+    log_every: int = 100
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam_lm"
+    refine: str = "lm"  # second stage after Adam: "none" | "lm" | "lbfgs"
+    refine_steps: int = 300
+    refine_tol: float = (
+        1e-15  # stop when the relative loss decrease of an accepted step is below this
+    )
+
+
+@dataclass
+class Config:
+    potential: PotentialConfig = field(default_factory=PotentialConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 0
+    precision: str = "float64"  # "float64" | "float32"
+    progress: bool = True
+    resume: str | None = None  # a run folder to continue from its last good checkpoint
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="pinn_schema", node=Config)
+
+
+CHOICES = {
+    "energy.mode": ("fixed", "learned"),
+    "model.output": ("exp", "linear"),
+    "loss.normalization": ("hard", "penalty"),
+    "train.lr_schedule": ("constant", "exponential", "cosine"),
+    "train.collocation": ("gauss", "uniform"),
+    "optim.refine": ("none", "lm", "lbfgs"),
+    "precision": ("float64", "float32"),
+}
+
+MIN_POINTS = 16
+
+
+def _get(cfg: Config, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate(cfg: Config) -> None:
+    """Raise ConfigError naming the bad value and what is allowed; no JAX is touched here."""
+    p, m, t = cfg.potential, cfg.model, cfg.train
+    _require(
+        p.name in POTENTIALS,
+        f"potential={p.name!r} is not a known potential; choose one of {sorted(POTENTIALS)}",
+    )
+    if m.activation in REFUSED:
+        raise ConfigError(
+            f"model.activation={m.activation!r} is piecewise linear, so psi'' vanishes almost "
+            f"everywhere and the Schrodinger residual cannot be trained; choose a smooth one: "
+            f"{sorted(ACTIVATIONS)}"
+        )
+    _require(
+        m.activation in ACTIVATIONS,
+        f"model.activation={m.activation!r} is not registered; choose one of {sorted(ACTIVATIONS)}",
+    )
+    for key, allowed in CHOICES.items():
+        value = _get(cfg, key)
+        _require(value in allowed, f"{key}={value!r} is not allowed; choose one of {list(allowed)}")
+    _check_potential(p)
+    _require(m.width >= 1, f"model.width={m.width} must be at least 1")
+    _require(m.depth >= 1, f"model.depth={m.depth} must be at least 1")
+    _require(t.steps >= 0, f"train.steps={t.steps} must be >= 0")
+    _require(
+        t.points >= MIN_POINTS, f"train.points={t.points} is too few; use at least {MIN_POINTS}"
+    )
+    _require(t.lr > 0, f"train.lr={t.lr} must be > 0")
+    _require(t.lr_final > 0, f"train.lr_final={t.lr_final} must be > 0")
+    _require(t.log_every >= 1, f"train.log_every={t.log_every} must be >= 1")
+    _require(t.checkpoint_every >= 1, f"train.checkpoint_every={t.checkpoint_every} must be >= 1")
+    _require(t.keep_checkpoints >= 1, f"train.keep_checkpoints={t.keep_checkpoints} must be >= 1")
+    _require(
+        cfg.optim.refine_steps >= 0, f"optim.refine_steps={cfg.optim.refine_steps} must be >= 0"
+    )
+    _require(cfg.loss.norm_weight > 0, f"loss.norm_weight={cfg.loss.norm_weight} must be > 0")
+
+
+def _check_potential(p: PotentialConfig) -> None:
+    _require(
+        len(p.domain) == 2,
+        f"potential.domain={list(p.domain)} must be two numbers [lo, hi]",
+    )
+    lo, hi = p.domain
+    _require(lo < hi, f"potential.domain=[{lo}, {hi}] needs lo < hi")
+    if p.name == "infinite_well":
+        return
+    _require(p.V0 >= 0, f"potential.V0={p.V0} must be >= 0")
+    _require(p.width > 0, f"potential.width={p.width} must be > 0")
+    centre = 0.5 * (lo + hi) if p.centre is None else p.centre
+    a, b = centre - 0.5 * p.width, centre + 0.5 * p.width
+    _require(
+        lo < a and b < hi,
+        f"potential.width={p.width} centred at {centre} spans [{a}, {b}], which must lie strictly "
+        f"inside potential.domain=[{lo}, {hi}]",
+    )

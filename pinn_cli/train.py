@@ -1,0 +1,409 @@
+"""Losses, optimisers, the jitted steps and the fit loop. Returns results; writes no files.
+
+Training has two stages:
+1. a first-order stage (Adam with a learning-rate schedule) run in blocks of steps, each block one
+   compiled `lax.scan`, so Python is touched once per logging interval;
+2. a float64 refinement: Levenberg-Marquardt on the residual vector (default) or L-BFGS.
+Callbacks receive log records and checkpoints; the caller decides what to write.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.flatten_util import ravel_pytree
+
+from . import physics
+from .model import TrialFunction, derivatives
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Everything the jitted code needs, as plain values and arrays."""
+
+    psi: TrialFunction
+    x: jax.Array
+    w: jax.Array
+    v: jax.Array
+    fixed_energy: float | None  # None: E is a trainable parameter
+    energy_scale: float  # E = energy_scale * params["energy"] when learned
+    normalization: str = "hard"
+    norm_weight: float = 1.0
+
+    def energy(self, params) -> jax.Array:
+        if self.fixed_energy is None:
+            return self.energy_scale * params["energy"]
+        return jnp.asarray(self.fixed_energy, dtype=self.x.dtype)
+
+
+def make_problem(
+    psi: TrialFunction, grid: physics.Grid, *, fixed_energy, normalization, norm_weight, dtype
+) -> Problem:
+    lo, hi = psi.domain
+    return Problem(
+        psi=psi,
+        x=jnp.asarray(grid.x, dtype),
+        w=jnp.asarray(grid.w, dtype),
+        v=jnp.asarray(grid.v, dtype),
+        fixed_energy=fixed_energy,
+        energy_scale=(math.pi / (hi - lo)) ** 2,
+        normalization=normalization,
+        norm_weight=norm_weight,
+    )
+
+
+def init_params(problem: Problem, net_params, energy_init: float | None) -> dict:
+    """Trainable pytree: {"net": ...} plus {"energy": ...} when E is learned.
+
+    A learned energy starts at `energy_init`, or at the Rayleigh quotient of the initial psi.
+    """
+    params = {"net": net_params}
+    if problem.fixed_energy is None:
+        if energy_init is None:
+            energy_init = float(rayleigh(problem, params))
+        params["energy"] = jnp.asarray(energy_init / problem.energy_scale, problem.x.dtype)
+    return params
+
+
+def rayleigh(problem: Problem, params) -> jax.Array:
+    p, dp, _ = physics.evaluate(problem.psi, params["net"], problem.x)
+    return physics.rayleigh_quotient(p, dp, problem.w, problem.v)
+
+
+def make_loss(problem: Problem) -> Callable:
+    """params -> (total, {"residual": ..., ["norm": ...]})."""
+
+    def loss(params):
+        p, _, d2p = physics.evaluate(problem.psi, params["net"], problem.x)
+        terms = physics.loss_terms(
+            p,
+            d2p,
+            problem.w,
+            problem.v,
+            problem.energy(params),
+            normalization=problem.normalization,
+            norm_weight=problem.norm_weight,
+        )
+        return sum(terms.values()), terms
+
+    return loss
+
+
+def make_schedule(kind: str, lr: float, lr_final: float, steps: int) -> optax.Schedule:
+    steps = max(steps, 1)
+    if kind == "constant":
+        return optax.constant_schedule(lr)
+    if kind == "cosine":
+        return optax.cosine_decay_schedule(lr, steps, alpha=lr_final / lr)
+    return optax.exponential_decay(lr, transition_steps=steps, decay_rate=lr_final / lr)
+
+
+# --------------------------------------------------------------------------------------------
+# Levenberg-Marquardt on the residual vector, with a Jacobian built one point at a time.
+
+
+def make_residual_jacobian(problem: Problem, unravel: Callable) -> tuple[Callable, Callable]:
+    """(flat -> r, flat -> (r, J)) with ||r||^2 equal to the first-stage loss.
+
+    Each point's residual depends on the parameters through one scalar network evaluation, so its
+    gradient row costs a small multiple of that evaluation: a vmap of per-point reverse-mode
+    gradients builds J for about the cost of a few forward passes over the batch.
+    """
+    sw = jnp.sqrt(problem.w)
+
+    def point(flat, x, v):
+        params = unravel(flat)
+        p, _, d2p = derivatives(problem.psi, params["net"], x)
+        return jnp.stack([physics.residual(p, d2p, v, problem.energy(params)), p])
+
+    jac_point = jax.vmap(jax.jacrev(point), in_axes=(None, 0, 0))
+    val_point = jax.vmap(point, in_axes=(None, 0, 0))
+
+    def residual_vector(flat):
+        rp = val_point(flat, problem.x, problem.v)
+        res, p = rp[:, 0], rp[:, 1]
+        n2 = jnp.sum(problem.w * p**2)
+        if problem.normalization == "hard":
+            return sw * res / jnp.sqrt(n2)
+        return jnp.append(sw * res, jnp.sqrt(problem.norm_weight) * (n2 - 1.0))
+
+    def with_jacobian(flat):
+        rp = val_point(flat, problem.x, problem.v)
+        res, p = rp[:, 0], rp[:, 1]
+        jac = jac_point(flat, problem.x, problem.v)
+        j_res, j_p = jac[:, 0, :], jac[:, 1, :]
+        n2 = jnp.sum(problem.w * p**2)
+        g_n2 = 2.0 * (problem.w * p) @ j_p
+        if problem.normalization == "hard":
+            r = sw * res / jnp.sqrt(n2)
+            jr = (sw / jnp.sqrt(n2))[:, None] * j_res - (r / (2.0 * n2))[:, None] * g_n2[None, :]
+            return r, jr
+        c = jnp.sqrt(problem.norm_weight)
+        r = jnp.append(sw * res, c * (n2 - 1.0))
+        return r, jnp.vstack([sw[:, None] * j_res, c * g_n2[None, :]])
+
+    return residual_vector, with_jacobian
+
+
+def make_lm_step(problem: Problem, unravel: Callable) -> Callable:
+    """One Levenberg-Marquardt trial with Nielsen's damping update.
+
+    (flat, mu, nu) -> (flat, mu, nu, loss before, loss after, accepted).
+    """
+    residual_vector, with_jacobian = make_residual_jacobian(problem, unravel)
+
+    def step(flat, mu, nu):
+        r, jac = with_jacobian(flat)
+        loss = r @ r
+        a = jac.T @ jac
+        g = jac.T @ r
+        eye = jnp.eye(a.shape[0], dtype=a.dtype)
+        delta = -jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(a + mu * eye), g)
+        r_new = residual_vector(flat + delta)
+        loss_new = r_new @ r_new
+        predicted = -(2.0 * g @ delta + delta @ a @ delta)
+        rho = (loss - loss_new) / predicted
+        ok = jnp.isfinite(loss_new) & jnp.all(jnp.isfinite(delta)) & (rho > 0)
+        flat = jnp.where(ok, flat + delta, flat)
+        mu = jnp.where(ok, mu * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), mu * nu)
+        nu = jnp.where(ok, 2.0, 2.0 * nu)
+        return flat, mu, nu, loss, jnp.where(ok, loss_new, loss), ok
+
+    return step
+
+
+# --------------------------------------------------------------------------------------------
+# Stages. Each advances (params, opt_state) by n steps in one compiled call and reports the loss.
+
+REFINE_BLOCK = 10  # refinement steps per compiled block (and per log row)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    init: Callable  # params -> opt_state
+    block: Callable  # jitted (params, opt_state, n static) -> (params, opt_state, total, terms)
+    lr: Callable[[int], float]  # step within the stage -> learning rate, for the log
+
+
+def _scan_block(loss: Callable, update: Callable) -> Callable:
+    """A jitted block of n steps of `update(params, opt_state, total, grads)`."""
+    value_and_grad = jax.value_and_grad(loss, has_aux=True)
+
+    def one_step(carry, _):
+        params, opt_state = carry
+        (total, terms), grads = value_and_grad(params)
+        return update(params, opt_state, total, grads), (total, terms)
+
+    def block(params, opt_state, n):
+        (params, opt_state), _ = jax.lax.scan(one_step, (params, opt_state), length=n)
+        total, terms = loss(params)
+        return params, opt_state, total, terms
+
+    return jax.jit(block, static_argnums=2)
+
+
+def adam_stage(loss: Callable, schedule: optax.Schedule) -> Stage:
+    opt = optax.adam(schedule)
+
+    def update(params, opt_state, total, grads):
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    return Stage("adam", opt.init, _scan_block(loss, update), lambda k: float(schedule(k)))
+
+
+def lbfgs_stage(loss: Callable) -> Stage:
+    """optax.lbfgs with its zoom line search (strong Wolfe conditions)."""
+    opt = optax.lbfgs()
+    loss_only = lambda p: loss(p)[0]  # noqa: E731
+
+    def update(params, opt_state, total, grads):
+        updates, opt_state = opt.update(
+            grads, opt_state, params, value=total, grad=grads, value_fn=loss_only
+        )
+        return optax.apply_updates(params, updates), opt_state
+
+    return Stage("lbfgs", opt.init, _scan_block(loss, update), lambda k: float("nan"))
+
+
+def lm_stage(problem: Problem, loss: Callable, params_like) -> Stage:
+    """Levenberg-Marquardt; opt_state = {"mu": damping, "nu": its growth factor}."""
+    _, unravel = ravel_pytree(params_like)
+    step = make_lm_step(problem, unravel)
+    with_jacobian = make_residual_jacobian(problem, unravel)[1]
+
+    def init(params):
+        flat = ravel_pytree(params)[0]
+        _, jac = with_jacobian(flat)
+        mu = 1e-3 * jnp.max(jnp.sum(jac**2, axis=0))
+        return {"mu": mu, "nu": jnp.asarray(2.0, flat.dtype)}
+
+    def block(params, opt_state, n):
+        def one(carry, _):
+            flat, mu, nu = carry
+            flat, mu, nu, *_ = step(flat, mu, nu)
+            return (flat, mu, nu), None
+
+        flat = ravel_pytree(params)[0]
+        (flat, mu, nu), _ = jax.lax.scan(one, (flat, opt_state["mu"], opt_state["nu"]), length=n)
+        params = unravel(flat)
+        total, terms = loss(params)
+        return params, {"mu": mu, "nu": nu}, total, terms
+
+    return Stage("lm", jax.jit(init), jax.jit(block, static_argnums=2), lambda k: float("nan"))
+
+
+# --------------------------------------------------------------------------------------------
+# The fit loop.
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Plain training settings (taken from the config by the caller)."""
+
+    steps: int = 2000
+    lr: float = 1e-2
+    lr_schedule: str = "exponential"
+    lr_final: float = 1e-4
+    log_every: int = 100
+    checkpoint_every: int = 1000
+    refine: str = "lm"
+    refine_steps: int = 300
+    refine_tol: float = 1e-15
+
+
+@dataclass
+class FitResult:
+    params: Any
+    status: str = "completed"  # "completed" | "diverged" | "interrupted"
+    stop_reason: str = ""
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+    compile_s: float = 0.0
+    ms_per_step: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Callbacks:
+    on_log: Callable[[dict], None] = lambda rec: None
+    on_checkpoint: Callable[[int, Any], None] = lambda step, state: None
+    stop_requested: Callable[[], bool] = lambda: False
+
+
+def make_stages(problem: Problem, settings: Settings, params_like) -> list[tuple[Stage, int]]:
+    """[(stage, number of steps)] in order."""
+    loss = make_loss(problem)
+    schedule = make_schedule(settings.lr_schedule, settings.lr, settings.lr_final, settings.steps)
+    stages = [(adam_stage(loss, schedule), settings.steps)]
+    if settings.refine == "lm":
+        stages.append((lm_stage(problem, loss, params_like), settings.refine_steps))
+    elif settings.refine == "lbfgs":
+        stages.append((lbfgs_stage(loss), settings.refine_steps))
+    return stages
+
+
+def init_state(stages, params) -> dict:
+    """The checkpointed training state: parameters, every stage's optimiser state, the step."""
+    return {
+        "params": params,
+        "opt": {stage.name: stage.init(params) for stage, _ in stages},
+        "step": jnp.asarray(0, jnp.int32),
+    }
+
+
+def fit(
+    problem: Problem,
+    settings: Settings,
+    state: dict,
+    stages: list[tuple[Stage, int]],
+    callbacks: Callbacks | None = None,
+) -> FitResult:
+    """Run every stage from `state["step"]` (0, or a restored checkpoint's step) to the end."""
+    callbacks = callbacks or Callbacks()
+    diagnostics = jax.jit(lambda p: (problem.energy(p), rayleigh(problem, p)))
+    result = FitResult(params=state["params"], step=int(state["step"]))
+    t0, offset = time.perf_counter(), 0
+    for stage, n_steps in stages:
+        block_size = settings.log_every if stage.name == "adam" else REFINE_BLOCK
+        state = _run_stage(
+            stage, offset, n_steps, block_size, settings, state, diagnostics, callbacks, result, t0
+        )
+        offset += n_steps
+        if result.status != "completed":
+            break
+    result.params = state["params"]
+    if result.status == "completed" and not result.stop_reason:
+        result.stop_reason = "all steps done"
+    return result
+
+
+def _run_stage(stage, offset, n_steps, block_size, settings, state, diag, callbacks, result, t0):
+    end = offset + n_steps
+    compiled: dict[int, Callable] = {}
+    run_s = run_steps = 0
+    previous = None
+    while int(state["step"]) < end:
+        step = int(state["step"])
+        n = min(block_size - (step - offset) % block_size, end - step)
+        params, opt_state = state["params"], state["opt"][stage.name]
+        if n not in compiled:
+            tc = time.perf_counter()
+            compiled[n] = stage.block.lower(params, opt_state, n).compile()
+            result.compile_s += time.perf_counter() - tc
+        tr = time.perf_counter()
+        params, opt_state, total, terms = compiled[n](params, opt_state)
+        total = float(total)  # waits for the block
+        run_s, run_steps = run_s + time.perf_counter() - tr, run_steps + n
+        step += n
+        if not (math.isfinite(total) and _finite(params)):
+            result.status = "diverged"
+            result.stop_reason = f"non-finite loss or parameters in {stage.name} by step {step}"
+            result.step = step
+            return state  # the last good state
+        state = {
+            "params": params,
+            "opt": {**state["opt"], stage.name: opt_state},
+            "step": jnp.asarray(step, jnp.int32),
+        }
+        result.step = step
+        energy, rq = diag(params)
+        rec = {"step": step, "stage": stage.name, "loss": total}
+        rec.update({k: float(v) for k, v in terms.items()})
+        rec.update(energy=float(energy), rayleigh=float(rq), lr=stage.lr(step - offset))
+        rec["elapsed_s"] = time.perf_counter() - t0
+        result.history.append(rec)
+        callbacks.on_log(rec)
+        stop = callbacks.stop_requested()
+        converged = _stalled(stage, previous, total, settings.refine_tol)
+        if step % settings.checkpoint_every == 0 or step == end or stop or converged:
+            callbacks.on_checkpoint(step, state)
+        if stop:
+            result.status, result.stop_reason = "interrupted", f"interrupted at step {step}"
+            break
+        if converged:
+            result.stop_reason = f"{stage.name} converged: loss {total:.3e} stopped decreasing"
+            state["step"] = jnp.asarray(end, jnp.int32)
+            break
+        previous = total
+    if run_steps:
+        result.ms_per_step[stage.name] = 1e3 * run_s / run_steps
+    return state
+
+
+def _stalled(stage: Stage, previous: float | None, total: float, tol: float) -> bool:
+    """A refinement stage stops once a whole block no longer lowers the loss by a fraction > tol."""
+    if stage.name == "adam" or previous is None:
+        return False
+    return total == 0.0 or (previous - total) <= tol * previous
+
+
+def _finite(tree) -> bool:
+    return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(tree))
