@@ -98,7 +98,46 @@ def _argv_for_resume(argv: list[str]) -> list[str]:
     return argv
 
 
+def one_line(err: BaseException) -> str:
+    """A Hydra or OmegaConf composition error as one line: what was wrong and what is allowed."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(err, MissingConfigException) and err.options:
+        missing = err.missing_cfg_file or ""
+        group, _, name = missing.rpartition("/")
+        return f"{group}={name} is not an option of '{group}'; choose one of {sorted(err.options)}"
+    lines = [str(err), str(err.__cause__ or "")]
+    skip = ("reference_type", "object_type", "Set the environment", "To append", "Config search")
+    kept = [
+        line.strip()
+        for text in lines
+        for line in text.splitlines()
+        if line.strip() and not line.strip().startswith(skip) and not line.startswith("\t")
+    ]
+    return "; ".join(dict.fromkeys(kept))
+
+
+def _report_compactly(func):
+    """Stands in for Hydra's run_and_report: user mistakes in composition become one line.
+
+    Errors that are not about the configuration keep their traceback; HYDRA_FULL_ERROR=1 restores
+    Hydra's own reporting.
+    """
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return func()
+    except (HydraException, OmegaConfBaseException, ConfigError) as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        sys.exit(_fail(one_line(err)))
+
+
 def main() -> None:
+    import hydra._internal.utils as hydra_utils
+
+    hydra_utils.run_and_report = _report_compactly
     register_configs()
     if not OmegaConf.has_resolver("pinn_unique"):
         OmegaConf.register_new_resolver("pinn_unique", unique_dir)

@@ -144,6 +144,7 @@ def validate(cfg: Config) -> None:
         value = _get(cfg, key)
         _require(value in allowed, f"{key}={value!r} is not allowed; choose one of {list(allowed)}")
     _check_potential(p)
+    _check_energy(cfg)
     _require(m.width >= 1, f"model.width={m.width} must be at least 1")
     _require(m.depth >= 1, f"model.depth={m.depth} must be at least 1")
     _require(t.steps >= 0, f"train.steps={t.steps} must be >= 0")
@@ -178,4 +179,18 @@ def _check_potential(p: PotentialConfig) -> None:
         lo < a and b < hi,
         f"potential.width={p.width} centred at {centre} spans [{a}, {b}], which must lie strictly "
         f"inside potential.domain=[{lo}, {hi}]",
+    )
+
+
+def _check_energy(cfg: Config) -> None:
+    from .potentials import make_potential
+
+    e, p = cfg.energy, cfg.potential
+    if e.mode != "fixed" or e.value is not None:
+        return
+    potential = make_potential(p.name, domain=tuple(p.domain), V0=p.V0, width=p.width)
+    _require(
+        potential.closed_form_energy(0) is not None,
+        f"energy=fixed needs energy.value: potential={p.name!r} has no closed-form energy; "
+        f"give energy.value=<E> or use energy=learned",
     )

@@ -1,0 +1,45 @@
+# pinn-run: `make run` and `make test` set up .venv on first use.
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev,sweeps]"
+	touch $(STAMP)
+
+.PHONY: help install run test test-fast lint format bench bench-speed clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv and install pinn-run with its dev and sweep extras
+
+run: $(STAMP) ## train the default experiment (ARGS="potential=finite_well ..." for overrides)
+	$(BIN)/pinn-run $(ARGS)
+
+test: $(STAMP) ## the whole test suite, slow tests included
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP) ## the tests not marked slow
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## ruff format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP) ## accuracy benchmark: defaults and parameter variants (writes bench-results/)
+	$(BIN)/python -m benchmarks.accuracy --out bench-results/accuracy.md
+
+bench-speed: $(STAMP) ## speed benchmark against the PyTorch and DeepXDE peers
+	$(BIN)/python -m benchmarks.speed --out bench-results/speed.md
+
+clean: ## remove the virtual environment and run outputs
+	rm -rf $(VENV) outputs multirun bench-results

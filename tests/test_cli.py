@@ -1,0 +1,112 @@
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import BIN, TINY
+
+SUMMARY_KEYS = {
+    "potential": None,
+    "energy": {"estimate", "learned", "reference", "rel_error"},
+    "wavefunction": {"l2_error", "overlap"},
+    "steps": None,
+    "timing": {"compile_s", "ms_per_step", "wall_s", "startup_s"},
+    "status": None,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    proc = subprocess.run(
+        [str(BIN / "pinn-run"), "potential=barrier", *TINY, f"hydra.run.dir={run_dir}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+def test_run_folder_has_every_file(tiny_run):
+    for name in ("summary.json", "metrics.csv", "wavefunction.png", "energy.png", "loss.png"):
+        assert (tiny_run / name).stat().st_size > 0, name
+    for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
+        assert (tiny_run / ".hydra" / name).exists()
+    assert (tiny_run / "pinn_run.log").exists()
+    steps = sorted(int(p.name) for p in (tiny_run / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps and steps[-1] == 50  # the final state: 40 Adam + 10 LM steps
+
+
+def test_summary_has_every_key(tiny_run):
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    for key, sub in SUMMARY_KEYS.items():
+        assert key in summary
+        if sub:
+            assert sub <= set(summary[key]), (key, sub - set(summary[key]))
+    assert summary["potential"]["name"] == "barrier"
+    assert summary["status"] == "completed"
+    assert summary["steps"] == 50
+    ref = summary["energy"]["reference"]
+    assert ref == pytest.approx(25.059686290157966, rel=1e-13)
+    est = summary["energy"]["estimate"]
+    assert summary["energy"]["rel_error"] == pytest.approx(abs(est - ref) / ref)
+    assert summary["energy"]["learned"] is not None  # the barrier learns E by default
+
+
+def test_metrics_rows_per_logged_step(tiny_run):
+    import csv
+
+    rows = list(csv.DictReader((tiny_run / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == [20, 40, 50]
+    assert {"step", "loss", "residual", "energy", "lr", "elapsed_s", "stage"} <= set(rows[0])
+    assert [r["stage"] for r in rows] == ["adam", "adam", "lm"]
+
+
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["potential=nowhere"], ["nowhere", "finite_well"]),
+        (["model.activation=relu"], ["relu", "psi''"]),
+        (["model.width=abc"], ["model.width", "abc"]),
+        (["model.widht=3"], ["widht"]),
+        (["potential=barrier", "potential.width=1.5"], ["potential.width=1.5"]),
+    ],
+)
+def test_user_mistakes_exit_with_one_line(pinn_run, tmp_path, args, needles):
+    t0 = time.perf_counter()
+    proc = pinn_run(*args, f"hydra.run.dir={tmp_path / 'r'}")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert all(n in lines[0] for n in needles), lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "r" / "metrics.csv").exists()
+    assert time.perf_counter() - t0 < 20  # refused before any training or compilation
+
+
+def test_help_answers(pinn_run):
+    proc = pinn_run("--help")
+    assert proc.returncode == 0
+    assert "potential" in proc.stdout and "finite_well" in proc.stdout
+
+
+def test_runs_started_in_the_same_second_get_separate_folders(tmp_path):
+    cmd = [str(BIN / "pinn-run"), *TINY, "train.steps=0", "optim.refine_steps=0"]
+    procs = [
+        subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read().decode()[-2000:]
+    summaries = sorted(tmp_path.glob("outputs/*/*/summary.json"))
+    assert len(summaries) == 3
+    assert len({s.parent for s in summaries}) == 3
+
+
+def test_module_entry_point_matches_console_script():
+    proc = subprocess.run(
+        [sys.executable, "-m", "pinn_cli.cli", "potential=nowhere"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "nowhere" in proc.stderr
