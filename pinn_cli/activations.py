@@ -1,4 +1,4 @@
-"""Registry of smooth activations. Names only at import time, so config validation stays JAX-free."""
+"""Registry of smooth activations; names only at import time, so validation stays JAX-free."""
 
 from __future__ import annotations
 

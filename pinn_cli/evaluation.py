@@ -18,7 +18,7 @@ class Quadrature:
 
 
 def fine_quadrature(potential: Potential, per_piece: int = 256) -> Quadrature:
-    """Gauss-Legendre per smooth piece: exact to float64 for the piecewise-smooth integrands here."""
+    """Gauss-Legendre per smooth piece: exact to float64 for piecewise-smooth integrands."""
     t, u = np.polynomial.legendre.leggauss(per_piece)
     xs = [0.5 * (b - a) * t + 0.5 * (a + b) for a, b in potential.pieces]
     ws = [0.5 * (b - a) * u for a, b in potential.pieces]

@@ -73,7 +73,7 @@ def make_trial_function(
     key: jax.Array,
     dtype=jnp.float64,
 ) -> tuple[TrialFunction, dict]:
-    """Initialise the network from `key`; return the trial function and its parameters (pure dict)."""
+    """Initialise the network from `key`; return the trial function and its parameters."""
     kinks = tuple(breakpoints) if breakpoint_features else ()
     net = MLP(
         1 + len(kinks),

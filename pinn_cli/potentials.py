@@ -1,8 +1,8 @@
 """Potentials V(x) on a box [lo, hi]: their values, the breakpoints where V jumps, and a registry.
 
-Every potential here is piecewise constant and described by contiguous segments (x_left, x_right, V).
-That one description serves the network (features at the breakpoints), the quadrature (Gauss-Legendre
-per piece) and the exact reference solver (analytic matching across pieces).
+Every potential here is piecewise constant, described by contiguous segments (x_left, x_right, V).
+That one description serves the network (features at the breakpoints), the quadrature
+(Gauss-Legendre per piece) and the exact reference solver (analytic matching across pieces).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Potential:
         return tuple(zip(edges[:-1], edges[1:]))
 
     def __call__(self, x):
-        """V(x) for NumPy or JAX arrays (array-library agnostic: comparisons and arithmetic only)."""
+        """V(x) for NumPy or JAX arrays (comparisons and arithmetic only)."""
         value = x * 0 + self.segments[0][2]
         for (_, right, v), (_, _, w) in zip(self.segments, self.segments[1:]):
             if w != v:

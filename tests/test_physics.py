@@ -24,7 +24,7 @@ def test_exact_eigenfunctions_have_zero_residual(n):
 
 def test_derivatives_match_closed_form():
     x = jnp.linspace(-1.0, 1.0, 11)
-    p, dp, d2p = physics.evaluate(lambda _, t: jnp.exp(2 * t) * t**2, None, x)
+    _, dp, d2p = physics.evaluate(lambda _, t: jnp.exp(2 * t) * t**2, None, x)
     e = np.exp(2 * np.asarray(x))
     xs = np.asarray(x)
     np.testing.assert_allclose(dp, e * (2 * xs**2 + 2 * xs), rtol=1e-12, atol=1e-12)

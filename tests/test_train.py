@@ -97,7 +97,7 @@ def test_blocks_resume_bit_identically():
     built = experiment.build(config("model.width=8", "train.points=32", "optim=adam"))
     stage = built.stages[0][0]
     params, opt = built.state["params"], built.state["opt"]["adam"]
-    p20, o20, *_ = stage.block(params, opt, 20)
+    p20, _, *_ = stage.block(params, opt, 20)
     p10, o10, *_ = stage.block(params, opt, 10)
     p10, o10, *_ = stage.block(p10, o10, 10)
     for a, b in zip(jax.tree.leaves(p20), jax.tree.leaves(p10)):
