@@ -91,6 +91,7 @@ class Config:
     precision: str = "float64"  # "float64" | "float32"
     progress: bool = True
     resume: str | None = None  # a run folder to continue from its last good checkpoint
+    profile_steps: int = 0  # > 0: JAX profiler trace of the first N training steps in <run>/profile
 
 
 def register_configs() -> None:
@@ -159,6 +160,7 @@ def validate(cfg: Config) -> None:
     _require(
         cfg.optim.refine_steps >= 0, f"optim.refine_steps={cfg.optim.refine_steps} must be >= 0"
     )
+    _require(cfg.profile_steps >= 0, f"profile_steps={cfg.profile_steps} must be >= 0")
     _require(cfg.loss.norm_weight > 0, f"loss.norm_weight={cfg.loss.norm_weight} must be > 0")
 
 

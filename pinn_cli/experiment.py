@@ -6,6 +6,7 @@ config. It is importable and testable without Hydra.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import evaluation, outputs, plots
+from . import evaluation, outputs, plots, provenance
 from .config import Config, ConfigError
 from .potentials import Potential, make_potential
 
@@ -115,6 +116,44 @@ def build(cfg: Config) -> Built:
     return Built(potential, problem, settings, stages, train.init_state(stages, params))
 
 
+class ProfileWindow:
+    """A JAX profiler trace of the first `steps` training steps, written into `directory`.
+
+    Training runs in compiled blocks of train.log_every steps, so the trace stops at the first
+    log record `steps` or more past `start` (a block boundary) and includes the first block's
+    compilation. Writes directory/plugins/profile/<time>/<host>.xplane.pb (TensorBoard's profile
+    plugin) and <host>.trace.json.gz (opens in https://ui.perfetto.dev).
+    Does nothing when steps == 0.
+    """
+
+    def __init__(self, directory: Path, steps: int, start: int = 0):
+        self.directory, self.steps, self.end = Path(directory), steps, start + steps
+        self.active = False
+
+    def __enter__(self) -> ProfileWindow:
+        if self.steps > 0:
+            import jax
+
+            jax.profiler.start_trace(str(self.directory))
+            self.active = True
+        return self
+
+    def after(self, step: int) -> None:
+        if self.active and step >= self.end:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.active:
+            import jax
+
+            jax.profiler.stop_trace()
+            self.active = False
+            log.info("profiler trace of %d steps written to %s", self.steps, self.directory)
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 class StopFlag:
     """SIGINT / SIGTERM set a flag; training checks it between compiled blocks."""
 
@@ -150,6 +189,12 @@ def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: boo
     built = build(cfg)
     from . import train
 
+    warning = provenance.precision_warning(cfg.precision)
+    if warning:
+        log.warning(warning)
+    provenance_block = provenance.collect(dataclasses.asdict(cfg), sys.argv)
+    log.info("config hash %s", provenance_block["config_hash"])
+
     checkpoints = outputs.Checkpoints(run_dir, keep=cfg.train.keep_checkpoints)
     state = built.state
     if resume:
@@ -162,10 +207,12 @@ def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: boo
     bar = _progress(total, cfg.progress)
     bar.update(int(state["step"]))
     first_step_at: list[float] = []
+    profiler = ProfileWindow(run_dir / "profile", cfg.profile_steps, start=int(state["step"]))
 
     def on_log(rec: dict) -> None:
         first_step_at or first_step_at.append(time.perf_counter())
         metrics.write(rec)
+        profiler.after(rec["step"])
         bar.update(rec["step"] - bar.n)
         bar.set_postfix(loss=f"{rec['loss']:.3e}", E=f"{rec['energy']:.10g}")
         if bar.disable:
@@ -180,12 +227,13 @@ def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: boo
 
     callbacks = train.Callbacks(on_log=on_log, on_checkpoint=checkpoints.save, stop_requested=stop)
     t_fit = time.perf_counter()
-    with stop.installed():
+    with stop.installed(), profiler:
         result = train.fit(built.problem, built.settings, state, built.stages, callbacks)
     bar.close()
     checkpoints.close()
     log.info("stopped: %s", result.stop_reason)
     summary = summarise(cfg, built, result, run_dir)
+    summary["provenance"] = provenance_block
     summary["timing"].update(
         startup_s=t_fit - t_start + result.compile_s,
         wall_s=time.perf_counter() - t_start,

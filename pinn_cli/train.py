@@ -67,7 +67,7 @@ def init_params(problem: Problem, net_params, energy_init: float | None) -> dict
     params = {"net": net_params}
     if problem.fixed_energy is None:
         if energy_init is None:
-            energy_init = float(rayleigh(problem, params))
+            energy_init = float(jax.jit(lambda p: rayleigh(problem, p))(params))
         params["energy"] = jnp.asarray(energy_init / problem.energy_scale, problem.x.dtype)
     return params
 
@@ -159,16 +159,28 @@ def make_lm_step(problem: Problem, unravel: Callable) -> Callable:
     """
     residual_vector, with_jacobian = make_residual_jacobian(problem, unravel)
 
+    def solve(jac, r, mu):
+        """delta = -(J^T J + mu I)^-1 J^T r, in whichever of the two spaces is smaller.
+
+        With fewer residuals M than parameters P the identity
+        (J^T J + mu I)^-1 J^T = J^T (J J^T + mu I)^-1 turns a P x P system into an M x M one.
+        """
+        m, p = jac.shape
+        if m < p:
+            k = jac @ jac.T + mu * jnp.eye(m, dtype=jac.dtype)
+            return -jac.T @ jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(k), r)
+        a = jac.T @ jac + mu * jnp.eye(p, dtype=jac.dtype)
+        return -jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(a), jac.T @ r)
+
     def step(flat, mu, nu):
         r, jac = with_jacobian(flat)
         loss = r @ r
-        a = jac.T @ jac
-        g = jac.T @ r
-        eye = jnp.eye(a.shape[0], dtype=a.dtype)
-        delta = -jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(a + mu * eye), g)
+        mu = jnp.where(mu < 0, 1e-3 * jnp.max(jnp.sum(jac**2, axis=0)), mu)
+        delta = solve(jac, r, mu)
         r_new = residual_vector(flat + delta)
         loss_new = r_new @ r_new
-        predicted = -(2.0 * g @ delta + delta @ a @ delta)
+        j_delta = jac @ delta
+        predicted = -(2.0 * r @ j_delta + j_delta @ j_delta)
         rho = (loss - loss_new) / predicted
         ok = jnp.isfinite(loss_new) & jnp.all(jnp.isfinite(delta)) & (rho > 0)
         flat = jnp.where(ok, flat + delta, flat)
@@ -238,13 +250,11 @@ def lm_stage(problem: Problem, loss: Callable, params_like) -> Stage:
     """Levenberg-Marquardt; opt_state = {"mu": damping, "nu": its growth factor}."""
     _, unravel = ravel_pytree(params_like)
     step = make_lm_step(problem, unravel)
-    with_jacobian = make_residual_jacobian(problem, unravel)[1]
 
     def init(params):
-        flat = ravel_pytree(params)[0]
-        _, jac = with_jacobian(flat)
-        mu = 1e-3 * jnp.max(jnp.sum(jac**2, axis=0))
-        return {"mu": mu, "nu": jnp.asarray(2.0, flat.dtype)}
+        # mu < 0 asks the first step to start from 1e-3 * max diag(J^T J), computed there.
+        dtype = ravel_pytree(params)[0].dtype
+        return {"mu": jnp.asarray(-1.0, dtype), "nu": jnp.asarray(2.0, dtype)}
 
     def block(params, opt_state, n):
         def one(carry, _):
@@ -258,7 +268,7 @@ def lm_stage(problem: Problem, loss: Callable, params_like) -> Stage:
         total, terms = loss(params)
         return params, {"mu": mu, "nu": nu}, total, terms
 
-    return Stage("lm", jax.jit(init), jax.jit(block, static_argnums=2), lambda k: float("nan"))
+    return Stage("lm", init, jax.jit(block, static_argnums=2), lambda k: float("nan"))
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,117 @@
+"""Accuracy benchmark: the three default experiments and parameter variants, each a real
+`pinn-run` process timed from its start to its exit. Prints a markdown table and writes it to --out.
+
+    python -m benchmarks.accuracy [--out bench-results/accuracy.md] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PINN_RUN = Path(sys.executable).parent / "pinn-run"
+
+CASES: list[tuple[str, list[str]]] = [
+    ("infinite_well", []),
+    ("finite_well", []),
+    ("barrier", []),
+    ("infinite_well", ["potential.domain=[-1,2]"]),
+    ("finite_well", ["potential.V0=1"]),
+    ("finite_well", ["potential.V0=500"]),
+    ("finite_well", ["potential.width=0.2"]),
+    ("finite_well", ["potential.width=3.2"]),
+    ("finite_well", ["potential.domain=[-1,3]", "potential.centre=0.5"]),
+    ("finite_well", ["seed=3"]),
+    ("barrier", ["potential.V0=1"]),
+    ("barrier", ["potential.V0=500"]),
+    ("barrier", ["potential.width=0.05"]),
+    ("barrier", ["potential.width=0.8"]),
+    ("barrier", ["potential.V0=500", "potential.width=0.05"]),
+    ("barrier", ["seed=1"]),
+]
+
+TARGETS = {"energy": 1e-8, "learned": 1e-6, "l2": 1e-5, "wall_s": 30.0}
+
+
+def run_case(potential: str, overrides: list[str], workdir: Path) -> dict:
+    run_dir = workdir / f"{potential}-{abs(hash(tuple(overrides)))}"
+    cmd = [str(PINN_RUN), f"potential={potential}", *overrides, f"hydra.run.dir={run_dir}"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1:], "wall_s": wall}
+    s = json.loads((run_dir / "summary.json").read_text())
+    return {
+        "E_ref": s["energy"]["reference"],
+        "E_est": s["energy"]["estimate"],
+        "rel": s["energy"]["rel_error"],
+        "learned_rel": s["energy"]["learned_rel_error"],
+        "l2": s["wavefunction"]["l2_error"],
+        "wall_s": wall,
+    }
+
+
+def fmt(x, spec=".2e"):
+    return "n/a" if x is None else format(x, spec)
+
+
+def table(rows) -> str:
+    head = (
+        "| potential | overrides | E_ref | E_estimate | rel. error | learned E rel. error "
+        "| psi L2 error | wall s | targets met |\n|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for potential, overrides, r in rows:
+        ov = " ".join(overrides) or "(defaults)"
+        if "error" in r:
+            lines.append(f"| {potential} | {ov} | failed: {r['error']} | | | | | {r['wall_s']:.1f} | no |")
+            continue
+        met = (
+            r["rel"] <= TARGETS["energy"]
+            and (r["learned_rel"] is None or r["learned_rel"] <= TARGETS["learned"])
+            and r["l2"] <= TARGETS["l2"]
+            and r["wall_s"] <= TARGETS["wall_s"]
+        )
+        lines.append(
+            f"| {potential} | {ov} | {r['E_ref']:.15g} | {r['E_est']:.15g} | {fmt(r['rel'])} "
+            f"| {fmt(r['learned_rel'])} | {fmt(r['l2'])} | {r['wall_s']:.1f} | "
+            f"{'yes' if met else 'no'} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", default="bench-results/accuracy.md")
+    ap.add_argument("--only", nargs="*", help="potential names to keep")
+    args = ap.parse_args()
+    cases = [c for c in CASES if not args.only or c[0] in args.only]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for potential, overrides in cases:
+            r = run_case(potential, overrides, Path(tmp))
+            rows.append((potential, overrides, r))
+            print(f"{potential} {' '.join(overrides)}: {r}", file=sys.stderr, flush=True)
+    header = (
+        f"Accuracy benchmark, {time.strftime('%Y-%m-%d')}, {platform.machine()} "
+        f"{os.cpu_count()} cores, {platform.python_version()}; wall time of the whole "
+        f"`pinn-run` command. Targets: E rel. error <= {TARGETS['energy']:g}, learned E <= "
+        f"{TARGETS['learned']:g}, psi L2 <= {TARGETS['l2']:g}, wall <= {TARGETS['wall_s']:g} s.\n\n"
+    )
+    text = header + table(rows)
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
