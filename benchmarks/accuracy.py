@@ -72,7 +72,9 @@ def table(rows) -> str:
     for potential, overrides, r in rows:
         ov = " ".join(overrides) or "(defaults)"
         if "error" in r:
-            lines.append(f"| {potential} | {ov} | failed: {r['error']} | | | | | {r['wall_s']:.1f} | no |")
+            lines.append(
+                f"| {potential} | {ov} | failed: {r['error']} | | | | | {r['wall_s']:.1f} | no |"
+            )
             continue
         met = (
             r["rel"] <= TARGETS["energy"]

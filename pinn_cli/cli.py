@@ -58,6 +58,17 @@ def _resumed_config(run_dir: Path) -> Config:
     return to_config(cfg)
 
 
+class RunFailed(RuntimeError):
+    """A multirun job that ended with a non-zero exit code (diverged, interrupted)."""
+
+    def __init__(self, code: int):
+        super().__init__(f"a job ended with exit code {code} (its summary.json says why)")
+        self.code = code
+
+
+_job_starts: list[float] = []  # each job's start in this process; a multirun runs several
+
+
 def _fail(message: str) -> int:
     print(f"pinn-run: error: {message}", file=sys.stderr)
     return 2
@@ -68,20 +79,28 @@ def app(cfg: DictConfig) -> float | None:
     from . import experiment
 
     multirun = HydraConfig.get().mode.name == "MULTIRUN"
+    t_start = time.perf_counter() if _job_starts else T_START
+    _job_starts.append(t_start)
     try:
         typed = to_config(cfg)
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         if typed.resume:
             run_dir = Path(typed.resume)
             typed = _resumed_config(run_dir)
-        code = experiment.run(typed, run_dir, t_start=T_START, resume=cfg.resume is not None)
+        code = experiment.run(typed, run_dir, t_start=t_start, resume=cfg.resume is not None)
     except ConfigError as err:
         if multirun:
+            log.error("config error: %s", err)  # into the job's own log, for pinn-report
             raise
         sys.exit(_fail(str(err)))
+    except Exception:
+        if multirun:
+            log.exception("job failed")
+        raise
     if code != 0:
         if multirun:
-            raise RuntimeError(f"run ended with exit code {code}")
+            log.error("run ended with exit code %d", code)
+            raise RunFailed(code)
         sys.exit(code)
     summary = (run_dir / "summary.json").read_text()
     import json
@@ -132,6 +151,9 @@ def _report_compactly(func):
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         sys.exit(_fail(one_line(err)))
+    except RunFailed as err:
+        _fail(str(err))
+        sys.exit(err.code)
 
 
 def main() -> None:

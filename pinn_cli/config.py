@@ -37,6 +37,9 @@ class ModelConfig:
     # "exp": psi = B(x) exp(N(x)), nodeless, so only the ground state is representable;
     # "linear": psi = B(x) N(x), the paper's form.
     output: str = "exp"
+    # psi = B exp(output_scale * N); null: sqrt(max V - min V) * L / 4, at least 1, so an O(1)
+    # network can reach the decay exponent kappa * distance of a deep well.
+    output_scale: float | None = None
     # Input features (x - b)_+^2 at each breakpoint b of V, so psi'' can jump where V does.
     breakpoint_features: bool = True
 

@@ -65,6 +65,14 @@ def settings_from(cfg: Config):
     )
 
 
+def output_scale(cfg: Config, potential: Potential) -> float:
+    if cfg.model.output_scale is not None:
+        return float(cfg.model.output_scale)
+    values = [v for _, _, v in potential.segments]
+    lo, hi = potential.domain
+    return max(1.0, np.sqrt(max(values) - min(values)) * (hi - lo) / 4.0)
+
+
 @dataclass
 class Built:
     potential: Potential
@@ -100,6 +108,7 @@ def build(cfg: Config) -> Built:
         output=m.output,
         breakpoint_features=m.breakpoint_features,
         key=jax.random.key(cfg.seed),
+        scale=output_scale(cfg, potential),
         dtype=dtype,
     )
     problem = train.make_problem(
@@ -324,6 +333,14 @@ def _plots(run_dir: Path, potential, problem, params, ref, norm: float, l2_error
     v = np.asarray(potential(x), dtype=float)
     title = f"{potential.name}: relative L2 error {l2_error:.2e}"
     plots.wavefunction(run_dir / "wavefunction.png", x, sign * psi, exact, v, title=title)
+    np.savetxt(
+        run_dir / "psi.csv",
+        np.column_stack([x, sign * psi, exact, v]),
+        delimiter=",",
+        header="x,psi,psi_exact,V",
+        comments="",
+        fmt="%.17g",
+    )
     path = run_dir / outputs.METRICS
     if not path.exists():
         return

@@ -45,6 +45,7 @@ class TrialFunction:
     domain: tuple[float, float]
     breakpoints: tuple[float, ...]
     output: str  # "exp" (nodeless) or "linear"
+    scale: float = 1.0  # psi = B exp(scale * N): lets an O(1) network reach large decay exponents
 
     def features(self, x: jax.Array) -> jax.Array:
         lo, hi = self.domain
@@ -58,7 +59,7 @@ class TrialFunction:
         lo, hi = self.domain
         n = nnx.merge(self.graphdef, params)(self.features(x))
         envelope = 4.0 * (x - lo) * (hi - x) / (hi - lo) ** 2
-        return envelope * (jnp.exp(n) if self.output == "exp" else n)
+        return envelope * (jnp.exp(self.scale * n) if self.output == "exp" else n)
 
 
 def make_trial_function(
@@ -71,6 +72,7 @@ def make_trial_function(
     output: str,
     breakpoint_features: bool,
     key: jax.Array,
+    scale: float = 1.0,
     dtype=jnp.float64,
 ) -> tuple[TrialFunction, dict]:
     """Initialise the network from `key`; return the trial function and its parameters."""
@@ -84,7 +86,7 @@ def make_trial_function(
         rngs=nnx.Rngs(params=key),
     )
     graphdef, state = nnx.split(net)
-    return TrialFunction(graphdef, tuple(domain), kinks, output), nnx.to_pure_dict(state)
+    return TrialFunction(graphdef, tuple(domain), kinks, output, scale), nnx.to_pure_dict(state)
 
 
 def derivatives(psi: Callable, params, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:

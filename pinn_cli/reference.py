@@ -230,34 +230,57 @@ def _matching_energy(edges: np.ndarray, values: np.ndarray, n: int) -> float:
     return float(brentq(end_value, a, b, xtol=1e-15 * scale, rtol=rtol, maxiter=500))
 
 
-def _log_norm_sq(widths: np.ndarray, v: np.ndarray, p, dp, log_scale, energy: float) -> float:
-    """log of the integral of psi^2 over [lo, hi] (Gauss-Legendre on every sub-step)."""
-    nodes, weights = np.polynomial.legendre.leggauss(_GAUSS_NODES)
-    t = 0.5 * (nodes[None, :] + 1) * widths[:, None]
-    c, s = _cos_sin((energy - v)[:, None], t)
-    local = c * p[:, None] + s * dp[:, None]
-    integrals = 0.5 * widths * (local**2 @ weights)
-    logs = 2 * log_scale + np.log(integrals)
-    top = logs.max()
-    return float(top + np.log(np.exp(logs - top).sum()))
+class _Shot:
+    """The solution shot from the left wall (psi = 0, psi' = 1) at a fixed energy, evaluable
+    anywhere as exp(log_ref) * value(x), with log_ref chosen by the caller to avoid overflow."""
+
+    def __init__(self, edges: np.ndarray, values: np.ndarray, energy: float):
+        self.starts, self.widths, self.v = _substeps(edges, values, energy)
+        self.p, self.dp, self.log_scale, _ = _propagate(self.widths, self.v, energy)
+        self.q = energy - self.v
+
+    def peak(self) -> int:
+        """Index of the sub-step start where |psi| is largest (p = 0 only at the wall)."""
+        with np.errstate(divide="ignore"):
+            return int(np.argmax(np.log(np.abs(self.p)) + self.log_scale))
+
+    def value(self, x: np.ndarray, log_ref: float) -> np.ndarray:
+        i = np.clip(np.searchsorted(self.starts, x, side="right") - 1, 0, len(self.starts) - 1)
+        c, s = _cos_sin(self.q[i], x - self.starts[i])
+        return np.exp(self.log_scale[i] - log_ref) * (c * self.p[i] + s * self.dp[i])
 
 
 def _matching_psi(edges: np.ndarray, values: np.ndarray, energy: float) -> Wavefunction:
-    """Vectorised, normalised analytic wavefunction at the given eigenvalue."""
-    starts, widths, v = _substeps(edges, values, energy)
-    p, dp, log_scale, _ = _propagate(widths, v, energy)
-    log_norm = 0.5 * _log_norm_sq(widths, v, p, dp, log_scale, energy)
-    factor = np.exp(log_scale - log_norm)
-    q = energy - v
+    """Vectorised, normalised analytic wavefunction at the given eigenvalue.
+
+    Shooting from one wall amplifies the eigenvalue's rounding error by the growing exponential
+    of every forbidden region it crosses, so psi is shot from both walls and joined where the
+    left solution peaks: each side is used only where it is accurate.
+    """
     lo, hi = edges[0], edges[-1]
+    left = _Shot(edges, values, energy)
+    right = _Shot(lo + hi - edges[::-1], values[::-1], energy)  # mirrored: x -> lo + hi - x
+    k = left.peak()
+    x_m = left.starts[k]
+    log_ref = left.log_scale[k]
+    at_m = left.value(np.array([x_m]), log_ref)[0]
+    right_ref = right.log_scale[right.peak()]
+    ratio = at_m / right.value(np.array([lo + hi - x_m]), right_ref)[0]
+
+    def raw(x: np.ndarray) -> np.ndarray:
+        return np.where(
+            x <= x_m, left.value(x, log_ref), ratio * right.value(lo + hi - x, right_ref)
+        )
+
+    nodes, weights = np.polynomial.legendre.leggauss(_GAUSS_NODES)
+    ends = np.append(left.starts[1:], hi)
+    gx = (0.5 * (nodes[None, :] + 1) * (ends - left.starts)[:, None] + left.starts[:, None]).ravel()
+    gw = (0.5 * weights[None, :] * (ends - left.starts)[:, None]).ravel()
+    norm = math.sqrt(float(np.sum(gw * raw(gx) ** 2)))
 
     def psi(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=float)
-        i = np.clip(np.searchsorted(starts, x, side="right") - 1, 0, len(starts) - 1)
-        t = x - starts[i]
-        c, s = _cos_sin(q[i], t)
-        value = factor[i] * (c * p[i] + s * dp[i])
-        return np.where((x >= lo) & (x <= hi), value, 0.0)
+        return np.where((x >= lo) & (x <= hi), raw(x) / norm, 0.0)
 
     return psi
 

@@ -62,12 +62,15 @@ def make_problem(
 def init_params(problem: Problem, net_params, energy_init: float | None) -> dict:
     """Trainable pytree: {"net": ...} plus {"energy": ...} when E is learned.
 
-    A learned energy starts at `energy_init`, or at the Rayleigh quotient of the initial psi.
+    A learned energy starts at `energy_init`, or at the lower bound min V + (pi / L)^2 of every
+    eigenvalue. Starting below the spectrum lets the residual pull E up to the ground state; a
+    start above it (e.g. the Rayleigh quotient of a random psi, spread over a deep well's walls)
+    can settle on a state of a forbidden region instead.
     """
     params = {"net": net_params}
     if problem.fixed_energy is None:
         if energy_init is None:
-            energy_init = float(jax.jit(lambda p: rayleigh(problem, p))(params))
+            energy_init = float(jnp.min(problem.v)) + problem.energy_scale
         params["energy"] = jnp.asarray(energy_init / problem.energy_scale, problem.x.dtype)
     return params
 

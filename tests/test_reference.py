@@ -333,3 +333,17 @@ def test_sweep_matching_vs_finite_difference(v0, width, shape):
 def test_bad_input_raises_value_error(call):
     with pytest.raises(ValueError):
         call()
+
+
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_matching_psi_is_accurate_after_deep_forbidden_regions(n):
+    """Shooting from one wall alone amplifies rounding by exp(kappa * 1.5) ~ 1e14 here."""
+    segments = [(-2.0, -0.5, 500.0), (-0.5, 0.5, 0.0), (0.5, 2.0, 500.0)]
+    exact = piecewise_constant(segments, n)
+    x = np.array([-2.0, -1.9, 1.9, 2.0])
+    assert np.max(np.abs(exact.psi(x))) < 1e-12
+    v = lambda t: np.where(np.abs(t) < 0.5, 0.0, 500.0)  # noqa: E731
+    fd = finite_difference(v, (-2.0, 2.0), n, grid=4000)
+    grid = np.linspace(-2.0, 2.0, 4001)
+    h = grid[1] - grid[0]
+    assert np.sqrt(np.sum((exact.psi(grid) - fd.psi(grid)) ** 2) * h) < 1e-5
