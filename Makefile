@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,sweeps]"
 	touch $(STAMP)
 
-.PHONY: help install run test test-fast lint format bench bench-speed clean
+.PHONY: help install run test test-slow test-all lint format bench bench-speed clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,11 +21,14 @@ install: $(STAMP) ## create .venv and install pinn-run with its dev and sweep ex
 run: $(STAMP) ## train the default experiment (ARGS="potential=finite_well ..." for overrides)
 	$(BIN)/pinn-run $(ARGS)
 
-test: $(STAMP) ## the whole test suite, slow tests included
-	$(BIN)/python -m pytest -q
-
-test-fast: $(STAMP) ## the tests not marked slow
+test: $(STAMP) ## the test suite without the tests marked slow (about 10 minutes on 2 cores)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: $(STAMP) ## only the tests marked slow (CI runs them after make test)
+	$(BIN)/python -m pytest -q -m slow
+
+test-all: $(STAMP) ## every test
+	$(BIN)/python -m pytest -q
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check .

@@ -39,16 +39,34 @@ CASES: list[tuple[str, list[str]]] = [
 
 TARGETS = {"energy": 1e-8, "learned": 1e-6, "l2": 1e-5, "wall_s": 30.0}
 
+STATE_CASES: list[tuple[str, list[str]]] = [
+    ("infinite_well", ["state=4"]),
+    ("finite_well", ["state=4"]),
+    ("barrier", ["state=4"]),
+    ("finite_well", ["state=4", "potential.V0=100", "potential.width=1.5"]),
+    ("barrier", ["state=4", "potential.V0=200", "potential.width=0.1"]),
+    ("harmonic", ["state=4"]),
+    ("double_well", ["state=4"]),
+]
+STATE_TARGETS = {"energy": 1e-6, "l2": 1e-4, "wall_s": 120.0}
 
-def run_case(potential: str, overrides: list[str], workdir: Path) -> dict:
+
+def pinn_run(potential: str, overrides: list[str], workdir: Path) -> tuple[dict | None, float, str]:
+    """(summary or None, wall seconds of the whole command, last stderr line)."""
     run_dir = workdir / f"{potential}-{abs(hash(tuple(overrides)))}"
     cmd = [str(PINN_RUN), f"potential={potential}", *overrides, f"hydra.run.dir={run_dir}"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1:], "wall_s": wall}
-    s = json.loads((run_dir / "summary.json").read_text())
+        return None, wall, (proc.stderr.strip().splitlines() or [""])[-1]
+    return json.loads((run_dir / "summary.json").read_text()), wall, ""
+
+
+def run_case(potential: str, overrides: list[str], workdir: Path) -> dict:
+    s, wall, error = pinn_run(potential, overrides, workdir)
+    if s is None:
+        return {"error": error, "wall_s": wall}
     return {
         "E_ref": s["energy"]["reference"],
         "E_est": s["energy"]["estimate"],
@@ -90,25 +108,66 @@ def table(rows) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def state_rows(potential: str, overrides: list[str], workdir: Path) -> list[str]:
+    s, wall, error = pinn_run(potential, overrides, workdir)
+    ov = " ".join(overrides)
+    if s is None:
+        return [f"| {potential} | {ov} | failed: {error} | | | | | | | {wall:.1f} | no |"]
+    lines = []
+    energies = [st["energy"]["estimate"] for st in s["states"]]
+    ordered = energies == sorted(energies)
+    for st in s["states"]:
+        e, l2 = st["energy"], st["wavefunction"]["l2_error"]
+        met = (
+            e["rel_error"] <= STATE_TARGETS["energy"]
+            and l2 <= STATE_TARGETS["l2"]
+            and st["nodes"] == st["n"]
+            and ordered
+            and wall <= STATE_TARGETS["wall_s"]
+        )
+        lines.append(
+            f"| {potential} | {ov} | {st['n']} | {e['reference']:.12g} | {e['estimate']:.12g} "
+            f"| {fmt(e['rel_error'])} | {fmt(l2)} | {st['nodes']} | {st['parity'] or '-'} "
+            f"| {wall:.1f} | {'yes' if met else 'no'} |"
+        )
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="bench-results/accuracy.md")
     ap.add_argument("--only", nargs="*", help="potential names to keep")
+    ap.add_argument("--no-states", action="store_true", help="skip the excited-state table")
+    ap.add_argument("--no-ground", action="store_true", help="skip the ground-state table")
     args = ap.parse_args()
-    cases = [c for c in CASES if not args.only or c[0] in args.only]
-    rows = []
+    keep = lambda c: not args.only or c[0] in args.only  # noqa: E731
+    rows, state_lines = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for potential, overrides in cases:
+        for potential, overrides in filter(keep, [] if args.no_ground else CASES):
             r = run_case(potential, overrides, Path(tmp))
             rows.append((potential, overrides, r))
             print(f"{potential} {' '.join(overrides)}: {r}", file=sys.stderr, flush=True)
+        for potential, overrides in filter(keep, [] if args.no_states else STATE_CASES):
+            state_lines += state_rows(potential, overrides, Path(tmp))
+            print("\n".join(state_lines[-5:]), file=sys.stderr, flush=True)
     header = (
         f"Accuracy benchmark, {time.strftime('%Y-%m-%d')}, {platform.machine()} "
         f"{os.cpu_count()} cores, {platform.python_version()}; wall time of the whole "
         f"`pinn-run` command. Targets: E rel. error <= {TARGETS['energy']:g}, learned E <= "
         f"{TARGETS['learned']:g}, psi L2 <= {TARGETS['l2']:g}, wall <= {TARGETS['wall_s']:g} s.\n\n"
     )
-    text = header + table(rows)
+    text = header + (table(rows) if rows else "")
+    if state_lines:
+        text += (
+            f"\nExcited states (`state=4` finds states 0..4 in one run; wall time for all five). "
+            f"Targets: E rel. error <= {STATE_TARGETS['energy']:g}, psi L2 <= "
+            f"{STATE_TARGETS['l2']:g}, n nodes for state n, in order, <= "
+            f"{STATE_TARGETS['wall_s']:g} s.\n\n"
+            "| potential | overrides | n | E_ref | E_estimate | rel. error | psi L2 error | nodes "
+            "| parity | wall s | targets met |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+            + "\n".join(state_lines)
+            + "\n"
+        )
     print(text)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,10 @@ class PotentialConfig:
     V0: float = 0.0
     width: float = 0.0
     centre: float | None = None
+    separation: float = 0.0  # double_well: the barrier between the two wells
+    omega: float = 1.0  # harmonic: V = omega^2 x^2
+    segments: list[list[float]] | None = None  # piecewise: [[x0, x1, V], [x1, x2, V], ...]
+    formula: str | None = None  # formula: V(x) as an expression in x
 
 
 @dataclass
@@ -35,8 +39,8 @@ class ModelConfig:
     depth: int = 2
     activation: str = "tanh"
     # "exp": psi = B(x) exp(N(x)), nodeless, so only the ground state is representable;
-    # "linear": psi = B(x) N(x), the paper's form.
-    output: str = "exp"
+    # "linear": psi = B(x) N(x), the paper's form; "auto": exp for state 0, linear above it.
+    output: str = "auto"
     # psi = B exp(output_scale * N); null: sqrt(max V - min V) * L / 4, at least 1, so an O(1)
     # network can reach the decay exponent kappa * distance of a deep well.
     output_scale: float | None = None
@@ -76,7 +80,7 @@ class TrainConfig:
 class OptimConfig:
     name: str = "adam_lm"
     refine: str = "lm"  # second stage after Adam: "none" | "lm" | "lbfgs"
-    refine_steps: int = 300
+    refine_steps: int = 500
     refine_tol: float = (
         1e-15  # stop when the relative loss decrease of an accepted step is below this
     )
@@ -94,6 +98,7 @@ class Config:
     precision: str = "float64"  # "float64" | "float32"
     progress: bool = True
     resume: str | None = None  # a run folder to continue from its last good checkpoint
+    state: int = 0  # the eigenstate to find (0 = ground); states 0..state-1 are found first
     profile_steps: int = 0  # > 0: JAX profiler trace of the first N training steps in <run>/profile
 
 
@@ -104,7 +109,7 @@ def register_configs() -> None:
 
 CHOICES = {
     "energy.mode": ("fixed", "learned"),
-    "model.output": ("exp", "linear"),
+    "model.output": ("auto", "exp", "linear"),
     "loss.normalization": ("hard", "penalty"),
     "train.lr_schedule": ("constant", "exponential", "cosine"),
     "train.collocation": ("gauss", "uniform"),
@@ -149,6 +154,17 @@ def validate(cfg: Config) -> None:
         _require(value in allowed, f"{key}={value!r} is not allowed; choose one of {list(allowed)}")
     _check_potential(p)
     _check_energy(cfg)
+    _require(cfg.state >= 0, f"state={cfg.state} must be >= 0 (0 is the ground state)")
+    _require(
+        cfg.state == 0 or m.output != "exp",
+        f"model.output=exp has no nodes, so it cannot represent state={cfg.state}; "
+        f"use model.output=auto or linear",
+    )
+    _require(
+        cfg.state == 0 or cfg.energy.value is None,
+        f"energy.value fixes one energy, but state={cfg.state} trains states 0..{cfg.state}; "
+        f"use energy=learned, or energy=fixed without energy.value where closed forms exist",
+    )
     _require(m.width >= 1, f"model.width={m.width} must be at least 1")
     _require(m.depth >= 1, f"model.depth={m.depth} must be at least 1")
     _require(t.steps >= 0, f"train.steps={t.steps} must be >= 0")
@@ -167,35 +183,36 @@ def validate(cfg: Config) -> None:
     _require(cfg.loss.norm_weight > 0, f"loss.norm_weight={cfg.loss.norm_weight} must be > 0")
 
 
-def _check_potential(p: PotentialConfig) -> None:
-    _require(
-        len(p.domain) == 2,
-        f"potential.domain={list(p.domain)} must be two numbers [lo, hi]",
+def potential_params(p: PotentialConfig) -> dict:
+    """The plain parameters every potential factory accepts (each takes what it needs)."""
+    return dict(
+        domain=tuple(p.domain),
+        V0=p.V0,
+        width=p.width,
+        centre=p.centre,
+        separation=p.separation,
+        omega=p.omega,
+        segments=p.segments,
+        formula=p.formula,
     )
-    lo, hi = p.domain
-    _require(lo < hi, f"potential.domain=[{lo}, {hi}] needs lo < hi")
-    if p.name == "infinite_well":
-        return
-    _require(p.V0 >= 0, f"potential.V0={p.V0} must be >= 0")
-    _require(p.width > 0, f"potential.width={p.width} must be > 0")
-    centre = 0.5 * (lo + hi) if p.centre is None else p.centre
-    a, b = centre - 0.5 * p.width, centre + 0.5 * p.width
-    _require(
-        lo < a and b < hi,
-        f"potential.width={p.width} centred at {centre} spans [{a}, {b}], which must lie strictly "
-        f"inside potential.domain=[{lo}, {hi}]",
-    )
+
+
+def _check_potential(p: PotentialConfig):
+    from .potentials import make_potential
+
+    try:
+        return make_potential(p.name, **potential_params(p))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _check_energy(cfg: Config) -> None:
-    from .potentials import make_potential
-
     e, p = cfg.energy, cfg.potential
     if e.mode != "fixed" or e.value is not None:
         return
-    potential = make_potential(p.name, domain=tuple(p.domain), V0=p.V0, width=p.width)
+    potential = _check_potential(p)
     _require(
-        potential.closed_form_energy(0) is not None,
+        potential.closed_form_energy(cfg.state) is not None,
         f"energy=fixed needs energy.value: potential={p.name!r} has no closed-form energy; "
         f"give energy.value=<E> or use energy=learned",
     )

@@ -27,7 +27,12 @@ def fine_quadrature(potential: Potential, per_piece: int = 256) -> Quadrature:
 
 
 def reference_eigenpair(potential: Potential, n: int = 0) -> reference.Eigenpair:
-    """Closed form for a flat box, exact matching for any other piecewise-constant potential."""
+    """Closed forms for a flat box and the oscillator, exact matching for any other
+    piecewise-constant potential, finite differences with Richardson extrapolation otherwise."""
+    if potential.omega is not None:
+        return reference.harmonic(potential.omega, n)
+    if not potential.piecewise_constant:
+        return reference.finite_difference(potential, potential.domain, n, grid=4000)
     if len(potential.segments) == 1:
         pair = reference.infinite_well(potential.domain, n)
         shift = potential.segments[0][2]
@@ -54,3 +59,16 @@ def relative_error(value: float | None, exact: float) -> float | None:
     if value is None:
         return None
     return abs(value - exact) / abs(exact)
+
+
+def count_nodes(psi: np.ndarray, floor: float = 1e-3) -> int:
+    """Sign changes of psi on a fine grid, ignoring values below floor * max|psi| (the walls and
+    deep tails, where rounding noise would add false nodes)."""
+    keep = psi[np.abs(psi) > floor * np.max(np.abs(psi))]
+    return int(np.sum(np.signbit(keep[1:]) != np.signbit(keep[:-1])))
+
+
+def parity(psi: np.ndarray) -> str:
+    """ "even" or "odd" under x -> lo + hi - x, for psi sampled on a uniform grid of the box."""
+    s = float(np.sum(psi * psi[::-1]) / np.sum(psi * psi))
+    return "even" if s > 0.5 else "odd" if s < -0.5 else "mixed"

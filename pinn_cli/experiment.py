@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import evaluation, outputs, plots, provenance
-from .config import Config, ConfigError
+from .config import Config, ConfigError, potential_params
 from .potentials import Potential, make_potential
 
 log = logging.getLogger("pinn_run")
@@ -29,17 +29,16 @@ EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def potential_from(cfg: Config) -> Potential:
-    p = cfg.potential
-    return make_potential(p.name, domain=tuple(p.domain), V0=p.V0, width=p.width, centre=p.centre)
+    return make_potential(cfg.potential.name, **potential_params(cfg.potential))
 
 
-def fixed_energy(cfg: Config, potential: Potential) -> float | None:
-    """The energy to hold fixed, or None when it is learned."""
+def fixed_energy(cfg: Config, potential: Potential, n: int = 0) -> float | None:
+    """The energy of state n to hold fixed, or None when it is learned."""
     if cfg.energy.mode == "learned":
         return None
     if cfg.energy.value is not None:
         return float(cfg.energy.value)
-    known = potential.closed_form_energy(0)
+    known = potential.closed_form_energy(n)
     if known is None:
         raise ConfigError(
             f"energy=fixed needs energy.value: potential={potential.name!r} has no closed-form "
@@ -82,8 +81,9 @@ class Built:
     state: dict
 
 
-def build(cfg: Config) -> Built:
-    """Potential, grid, network, problem and optimiser stages, with the initial training state."""
+def build(cfg: Config, n: int = 0, lower=None) -> Built:
+    """Potential, grid, network, problem and optimiser stages for state n, with its initial
+    training state. `lower`: (values, psi'') of the states below n on the grid, W-orthonormal."""
     import jax
 
     jax.config.update("jax_enable_x64", cfg.precision == "float64")
@@ -93,7 +93,7 @@ def build(cfg: Config) -> Built:
 
     dtype = jnp.float64 if cfg.precision == "float64" else jnp.float32
     potential = potential_from(cfg)
-    energy = fixed_energy(cfg, potential)
+    energy = fixed_energy(cfg, potential, n)
     if cfg.train.collocation == "gauss":
         grid = physics.gauss_grid(potential.pieces, cfg.train.points, potential)
     else:
@@ -105,9 +105,9 @@ def build(cfg: Config) -> Built:
         width=m.width,
         depth=m.depth,
         activation=m.activation,
-        output=m.output,
+        output=(("exp" if n == 0 else "linear") if m.output == "auto" else m.output),
         breakpoint_features=m.breakpoint_features,
-        key=jax.random.key(cfg.seed),
+        key=jax.random.fold_in(jax.random.key(cfg.seed), n) if n else jax.random.key(cfg.seed),
         scale=output_scale(cfg, potential),
         dtype=dtype,
     )
@@ -118,8 +118,10 @@ def build(cfg: Config) -> Built:
         normalization=cfg.loss.normalization,
         norm_weight=cfg.loss.norm_weight,
         dtype=dtype,
+        lower=lower,
+        first_stage="ritz" if n > 0 else "residual",
     )
-    params = train.init_params(problem, net, cfg.energy.init)
+    params = train.init_params(problem, net, cfg.energy.init if n == 0 else None)
     settings = settings_from(cfg)
     stages = train.make_stages(problem, settings, params)
     return Built(potential, problem, settings, stages, train.init_state(stages, params))
@@ -191,42 +193,157 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, disable=not (enabled and sys.stderr.isatty()), unit="step", leave=True)
 
 
+@dataclass
+class StateRun:
+    """One trained state: what was built, how training ended, and its combination row."""
+
+    n: int
+    built: Built
+    result: object
+
+
+class Basis:
+    """The trained states as W-orthonormal combinations of the raw trial functions.
+
+    State k's function is its network's psi with the lower states projected out on the training
+    grid; `rows[k]` holds its coefficients over networks 0..k, so it can be evaluated anywhere.
+    """
+
+    def __init__(self, w: np.ndarray):
+        self.w = w
+        self.rows: list[np.ndarray] = []
+        self.p: list[np.ndarray] = []  # raw networks' psi on the training grid
+        self.d2p: list[np.ndarray] = []
+
+    def lower(self):
+        if not self.rows:
+            return None
+        a = self._matrix()
+        return np.stack(self.p, 1) @ a.T, np.stack(self.d2p, 1) @ a.T
+
+    def _matrix(self) -> np.ndarray:
+        k = len(self.rows)
+        return np.array([np.pad(r, (0, k - len(r))) for r in self.rows])
+
+    def add(self, p: np.ndarray, d2p: np.ndarray) -> None:
+        """Append a network's psi, orthogonalised against the states so far and normalised."""
+        k = len(self.rows)
+        row = np.zeros(k + 1)
+        row[k] = 1.0
+        if k:
+            a = self._matrix()
+            phi = np.stack(self.p, 1) @ a.T
+            c = phi.T @ (self.w * p)
+            row[:k] -= c @ a
+        self.p.append(p)
+        self.d2p.append(d2p)
+        f = np.stack(self.p, 1) @ row
+        self.rows.append(row / np.sqrt(np.sum(self.w * f * f)))
+
+    def combine(self, raw: list[np.ndarray]) -> list[np.ndarray]:
+        """Each state's values from the raw networks' values on any grid."""
+        stacked = np.stack(raw, 1)
+        return [stacked[:, : len(r)] @ r for r in self.rows]
+
+
+def _evaluate(built: Built, params, x: np.ndarray):
+    import jax
+
+    from . import physics
+
+    xs = jax.numpy.asarray(x, built.problem.x.dtype)
+    p, dp, d2p = jax.jit(physics.evaluate, static_argnums=0)(built.problem.psi, params["net"], xs)
+    return np.asarray(p, float), np.asarray(dp, float), np.asarray(d2p, float)
+
+
 def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: bool = False) -> int:
-    """Train and judge one experiment into `run_dir`; returns the process exit code."""
+    """Train and judge states 0..cfg.state into `run_dir`; returns the process exit code."""
     t_start = time.perf_counter() if t_start is None else t_start
     run_dir = Path(run_dir)
-    built = build(cfg)
-    from . import train
+    import jax
 
+    jax.config.update("jax_enable_x64", cfg.precision == "float64")
     warning = provenance.precision_warning(cfg.precision)
     if warning:
         log.warning(warning)
     provenance_block = provenance.collect(dataclasses.asdict(cfg), sys.argv)
     log.info("config hash %s", provenance_block["config_hash"])
+    terms = ["residual"] + (["norm"] if cfg.loss.normalization == "penalty" else [])
+    terms += ["ritz"] if cfg.state > 0 else []
+    fields = ["state", "step", "stage", "loss", *terms, "energy", "rayleigh", "lr", "elapsed_s"]
+    metrics = outputs.MetricsWriter(run_dir / outputs.METRICS, fields)
+    stop = StopFlag()
+    runs: list[StateRun] = []
+    basis: Basis | None = None
+    t_fit = None
+    with stop.installed():
+        for n in range(cfg.state + 1):
+            built = build(cfg, n, basis.lower() if basis else None)
+            if basis is None:
+                basis = Basis(np.asarray(built.problem.w, float))
+            t_fit = t_fit or time.perf_counter()
+            result = _train(cfg, n, built, run_dir, metrics, stop, resume)
+            runs.append(StateRun(n, built, result))
+            if result.status != "completed":
+                break
+            p, _, d2p = _evaluate(built, result.params, np.asarray(built.problem.x, float))
+            basis.add(p, d2p)
+    summary = summarise(cfg, runs, basis, run_dir)
+    summary["provenance"] = provenance_block
+    compile_s = sum(r.result.compile_s for r in runs)
+    summary["timing"].update(
+        startup_s=t_fit - t_start + runs[0].result.compile_s,
+        compile_s=compile_s,
+        wall_s=time.perf_counter() - t_start,
+    )
+    outputs.write_json_atomic(run_dir / outputs.SUMMARY, summary)
+    for s in summary["states"]:
+        log.info(
+            "state %d: E estimate %.15g (reference %.15g, rel. error %.3e); psi L2 error %.3e",
+            s["n"],
+            s["energy"]["estimate"],
+            s["energy"]["reference"],
+            s["energy"]["rel_error"],
+            s["wavefunction"]["l2_error"],
+        )
+    status = runs[-1].result.status
+    if status == "diverged":
+        return EXIT_DIVERGED
+    if status == "interrupted":
+        return EXIT_SIGNAL.get(stop.signum, 130)
+    return 0
 
-    checkpoints = outputs.Checkpoints(run_dir, keep=cfg.train.keep_checkpoints)
+
+def _train(cfg: Config, n: int, built: Built, run_dir: Path, metrics, stop, resume: bool):
+    """Fit one state, checkpointing into checkpoints/ (or checkpoints/state_n when n > 0)."""
+    from . import train
+
+    sub = outputs.CHECKPOINTS if cfg.state == 0 else f"{outputs.CHECKPOINTS}/state_{n}"
+    checkpoints = outputs.Checkpoints(run_dir, keep=cfg.train.keep_checkpoints, subdir=sub)
     state = built.state
     if resume:
-        state = _restore(checkpoints, state)
-    metrics = outputs.MetricsWriter(
-        run_dir / outputs.METRICS, resume_from_step=int(state["step"]) if resume else None
-    )
-    total = sum(n for _, n in built.stages)
-    stop = StopFlag()
+        found = checkpoints.restore_latest(state)
+        if found is None and n == 0:
+            raise ConfigError(f"resume: no usable checkpoint in {checkpoints.directory}")
+        if found is not None:
+            log.info("resuming from the checkpoint at step %d", found[0])
+            state = found[1]
+        metrics.truncate_after(n, int(state["step"]))
+    total = sum(k for _, k in built.stages)
     bar = _progress(total, cfg.progress)
     bar.update(int(state["step"]))
-    first_step_at: list[float] = []
-    profiler = ProfileWindow(run_dir / "profile", cfg.profile_steps, start=int(state["step"]))
+    profiler = ProfileWindow(run_dir / "profile", cfg.profile_steps if n == 0 else 0)
 
     def on_log(rec: dict) -> None:
-        first_step_at or first_step_at.append(time.perf_counter())
+        rec = {"state": n, **rec}
         metrics.write(rec)
         profiler.after(rec["step"])
         bar.update(rec["step"] - bar.n)
         bar.set_postfix(loss=f"{rec['loss']:.3e}", E=f"{rec['energy']:.10g}")
         if bar.disable:
             log.info(
-                "step %d [%s] loss %.4e E %.12g E_R %.12g",
+                "state %d step %d [%s] loss %.4e E %.12g E_R %.12g",
+                n,
                 rec["step"],
                 rec["stage"],
                 rec["loss"],
@@ -235,117 +352,118 @@ def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: boo
             )
 
     callbacks = train.Callbacks(on_log=on_log, on_checkpoint=checkpoints.save, stop_requested=stop)
-    t_fit = time.perf_counter()
-    with stop.installed(), profiler:
+    with profiler:
         result = train.fit(built.problem, built.settings, state, built.stages, callbacks)
     bar.close()
     checkpoints.close()
-    log.info("stopped: %s", result.stop_reason)
-    summary = summarise(cfg, built, result, run_dir)
-    summary["provenance"] = provenance_block
-    summary["timing"].update(
-        startup_s=t_fit - t_start + result.compile_s,
-        wall_s=time.perf_counter() - t_start,
-    )
-    outputs.write_json_atomic(run_dir / outputs.SUMMARY, summary)
-    log.info(
-        "E estimate %.15g (reference %.15g, rel. error %.3e); psi L2 error %.3e; status %s",
-        summary["energy"]["estimate"],
-        summary["energy"]["reference"],
-        summary["energy"]["rel_error"],
-        summary["wavefunction"]["l2_error"],
-        summary["status"],
-    )
-    if result.status == "diverged":
-        return EXIT_DIVERGED
-    if result.status == "interrupted":
-        return EXIT_SIGNAL.get(stop.signum, 130)
-    return 0
+    log.info("state %d stopped: %s", n, result.stop_reason)
+    return result
 
 
-def _restore(checkpoints: outputs.Checkpoints, state: dict) -> dict:
-    found = checkpoints.restore_latest(state)
-    if found is None:
-        raise ConfigError(f"resume: no usable checkpoint in {checkpoints.directory}")
-    step, restored = found
-    log.info("resuming from the checkpoint at step %d", step)
-    return restored
-
-
-def summarise(cfg: Config, built: Built, result, run_dir: Path) -> dict:
-    """Judge the final parameters against the reference; write the plots; return summary.json."""
-    import jax
-
-    from . import physics
-
-    potential, problem = built.potential, built.problem
-    ref = evaluation.reference_eigenpair(potential, 0)
+def summarise(cfg: Config, runs: list[StateRun], basis: Basis, run_dir: Path) -> dict:
+    """Judge every state against its reference; write the plots; return summary.json."""
+    potential = runs[0].built.potential
     quad = evaluation.fine_quadrature(potential)
-    x = jax.numpy.asarray(quad.x, problem.x.dtype)
-    p, dp, _ = jax.jit(physics.evaluate, static_argnums=0)(problem.psi, result.params["net"], x)
-    p, dp = np.asarray(p, dtype=float), np.asarray(dp, dtype=float)
-    judged = evaluation.compare(p, dp, quad, ref)
-    learned = float(problem.energy(result.params)) if problem.fixed_energy is None else None
-    estimate = judged["rayleigh"]
-    norm = float(np.sqrt(np.sum(quad.w * p**2)))
-    _plots(run_dir, potential, problem, result.params, ref, norm, judged["l2_error"])
-    rel = evaluation.relative_error
+    x_plot = np.linspace(*potential.domain, 801)
+    raw_q = [_evaluate(r.built, r.result.params, quad.x) for r in runs]
+    raw_x = [_evaluate(r.built, r.result.params, x_plot)[0] for r in runs]
+    if len(basis.rows) < len(runs):  # the last state stopped early: judge it as it is
+        last = runs[-1]
+        p, _, d2p = _evaluate(last.built, last.result.params, np.asarray(last.built.problem.x))
+        basis.add(p, d2p)
+    psi_q = basis.combine([p for p, _, _ in raw_q])
+    dpsi_q = basis.combine([dp for _, dp, _ in raw_q])
+    psi_x = basis.combine(raw_x)
+    states, curves = [], []
+    for r, p, dp, px in zip(runs, psi_q, dpsi_q, psi_x):
+        ref = evaluation.reference_eigenpair(potential, r.n)
+        states.append(_state_summary(r, p, dp, px, quad, ref, potential, x_plot))
+        norm = np.sqrt(np.sum(quad.w * p**2))
+        exact = ref.psi(x_plot)
+        sign = np.sign(np.sum(px * exact)) or 1.0
+        curves.append((r.n, sign * px / norm, exact))
+    _plots(run_dir, potential, x_plot, curves, states)
+    target = states[-1]
+    results = [r.result for r in runs]
     return {
         "potential": {
             "name": potential.name,
             "domain": list(potential.domain),
             "segments": [list(s) for s in potential.segments],
+            "symmetric": potential.is_symmetric(),
         },
-        "energy": {
-            "estimate": estimate,
-            "estimator": "rayleigh_quotient",
-            "learned": learned,
-            "fixed": problem.fixed_energy,
-            "rayleigh": judged["rayleigh"],
-            "reference": ref.energy,
-            "reference_method": ref.method,
-            "rel_error": rel(estimate, ref.energy),
-            "learned_rel_error": rel(learned, ref.energy),
-        },
-        "wavefunction": {"l2_error": judged["l2_error"], "overlap": judged["overlap"]},
-        "steps": result.step,
-        "status": result.status,
-        "stop_reason": result.stop_reason,
-        "diverged_step": result.step if result.status == "diverged" else None,
+        "state": cfg.state,
+        "energy": target["energy"],
+        "wavefunction": target["wavefunction"],
+        "states": states,
+        "steps": sum(r.step for r in results),
+        "status": results[-1].status,
+        "stop_reason": results[-1].stop_reason,
+        "diverged_step": results[-1].step if results[-1].status == "diverged" else None,
         "timing": {
-            "compile_s": result.compile_s,
-            "ms_per_step": result.ms_per_step.get("adam", float("nan")),
-            "ms_per_step_by_stage": result.ms_per_step,
+            "ms_per_step": results[0].ms_per_step.get("adam", float("nan")),
+            "ms_per_step_by_stage": results[0].ms_per_step,
         },
         "seed": cfg.seed,
         "run_dir": str(run_dir),
     }
 
 
-def _plots(run_dir: Path, potential, problem, params, ref, norm: float, l2_error: float) -> None:
-    """wavefunction.png, energy.png and loss.png; histories come from metrics.csv (resume-safe)."""
-    import jax
+def _state_summary(run: StateRun, p, dp, p_plot, quad, ref, potential, x_plot) -> dict:
+    judged = evaluation.compare(p, dp, quad, ref)
+    problem = run.built.problem
+    learned = float(problem.energy(run.result.params)) if problem.fixed_energy is None else None
+    rel = evaluation.relative_error
+    return {
+        "n": run.n,
+        "energy": {
+            "estimate": judged["rayleigh"],
+            "estimator": "rayleigh_quotient",
+            "learned": learned,
+            "fixed": problem.fixed_energy,
+            "rayleigh": judged["rayleigh"],
+            "reference": ref.energy,
+            "reference_method": ref.method,
+            "rel_error": rel(judged["rayleigh"], ref.energy),
+            "learned_rel_error": rel(learned, ref.energy),
+        },
+        "wavefunction": {"l2_error": judged["l2_error"], "overlap": judged["overlap"]},
+        "nodes": evaluation.count_nodes(p_plot),
+        "parity": evaluation.parity(p_plot) if potential.is_symmetric() else None,
+        "steps": run.result.step,
+        "status": run.result.status,
+        "stop_reason": run.result.stop_reason,
+    }
 
-    x = np.linspace(*potential.domain, 800)
-    psi = np.asarray(jax.vmap(lambda xi: problem.psi(params["net"], xi))(x), dtype=float) / norm
-    exact = ref.psi(x)
-    sign = np.sign(np.sum(psi * exact)) or 1.0
+
+def _plots(run_dir: Path, potential, x, curves, states) -> None:
+    """wavefunction.png, psi.csv, energy.png, loss.png; histories come from metrics.csv."""
     v = np.asarray(potential(x), dtype=float)
-    title = f"{potential.name}: relative L2 error {l2_error:.2e}"
-    plots.wavefunction(run_dir / "wavefunction.png", x, sign * psi, exact, v, title=title)
+    first = states[0]["wavefunction"]["l2_error"]
+    title = (
+        f"{potential.name}: relative L2 error {first:.2e}"
+        if len(states) == 1
+        else f"{potential.name}: states 0-{len(states) - 1}"
+    )
+    plots.wavefunction(run_dir / "wavefunction.png", x, curves, v, title=title)
+    columns = [x] + [c for _, psi, exact in curves for c in (psi, exact)] + [v]
+    names = ["x"] + [f"{k}{n}" for n, _, _ in curves for k in ("psi_", "psi_exact_")] + ["V"]
+    if len(curves) == 1:
+        names = ["x", "psi", "psi_exact", "V"]
     np.savetxt(
         run_dir / "psi.csv",
-        np.column_stack([x, sign * psi, exact, v]),
+        np.column_stack(columns),
         delimiter=",",
-        header="x,psi,psi_exact,V",
+        header=",".join(names),
         comments="",
         fmt="%.17g",
     )
     path = run_dir / outputs.METRICS
     if not path.exists():
         return
-    h = {k: np.asarray(v) for k, v in outputs.read_metrics(path).items() if k != "stage"}
+    h = {k: np.asarray(c) for k, c in outputs.read_metrics(path).items() if k != "stage"}
     if len(h.get("step", ())) == 0:
         return
-    plots.energy(run_dir / "energy.png", h["step"], h["energy"], h["rayleigh"], ref.energy)
-    plots.losses(run_dir / "loss.png", h["step"], {k: h[k] for k in ("residual", "norm") if k in h})
+    refs = {s["n"]: s["energy"]["reference"] for s in states}
+    plots.energy(run_dir / "energy.png", h, refs)
+    plots.losses(run_dir / "loss.png", h, [k for k in ("residual", "norm", "ritz") if k in h])

@@ -31,10 +31,14 @@ class MLP(nnx.Module):
         self.out = nnx.Linear(width, 1, rngs=rngs, **kw)
         self.activation = activation
 
-    def __call__(self, z: jax.Array) -> jax.Array:
+    def features(self, z: jax.Array) -> jax.Array:
+        """The last hidden layer's activations: the output is a linear map of these."""
         for layer in self.hidden:
             z = self.activation(layer(z))
-        return self.out(z)[..., 0]
+        return z
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        return self.out(self.features(z))[..., 0]
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,16 @@ class TrialFunction:
         # (x - b)_+^2: C1 at b with a jump in its second derivative, as psi has where V jumps.
         kinks = [jnp.where(x > b, ((x - b) / half) ** 2, 0.0) for b in self.breakpoints]
         return jnp.stack([s, *kinks])
+
+    def envelope(self, x: jax.Array) -> jax.Array:
+        lo, hi = self.domain
+        return 4.0 * (x - lo) * (hi - x) / (hi - lo) ** 2
+
+    def basis(self, params, x: jax.Array) -> jax.Array:
+        """B(x) [h(x), 1]: with output="linear", psi is this vector dotted with the output
+        layer's (kernel, bias), so a Rayleigh-Ritz step can set that layer exactly."""
+        h = nnx.merge(self.graphdef, params).features(self.features(x))
+        return self.envelope(x) * jnp.append(h, 1.0)
 
     def __call__(self, params, x: jax.Array) -> jax.Array:
         lo, hi = self.domain

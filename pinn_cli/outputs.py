@@ -19,14 +19,14 @@ CHECKPOINTS = "checkpoints"
 class MetricsWriter:
     """Appends one row per log record; the header comes from the first record written."""
 
-    def __init__(self, path: Path, resume_from_step: int | None = None):
+    def __init__(self, path: Path, fields: list[str] | None = None):
         self.path = Path(path)
-        self._fields: list[str] | None = None
-        if resume_from_step is not None and self.path.exists():
-            self._truncate_after(resume_from_step)
+        self._fields = fields  # None: the first record's keys
 
-    def _truncate_after(self, step: int) -> None:
-        """Keep rows up to `step` so a resumed run's metrics read as one uninterrupted run."""
+    def truncate_after(self, state: int, step: int) -> None:
+        """Keep rows up to (state, step): a resumed run's metrics read as one uninterrupted run."""
+        if not self.path.exists():
+            return
         with self.path.open(newline="") as f:
             rows = list(csv.DictReader(f))
         if not rows:
@@ -35,15 +35,14 @@ class MetricsWriter:
         with self.path.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self._fields)
             writer.writeheader()
-            writer.writerows(r for r in rows if int(r["step"]) <= step)
+            writer.writerows(r for r in rows if (int(r["state"]), int(r["step"])) <= (state, step))
 
     def write(self, record: dict) -> None:
-        new = self._fields is None
-        if new:
+        if self._fields is None:
             self._fields = list(record)
         with self.path.open("a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self._fields, extrasaction="ignore")
-            if new and f.tell() == 0:
+            if f.tell() == 0:
                 writer.writeheader()
             writer.writerow(record)
 
@@ -56,7 +55,7 @@ def read_metrics(path: Path) -> dict[str, list]:
     for row in rows:
         for k, v in row.items():
             try:
-                columns[k].append(float(v))
+                columns[k].append(float(v) if v != "" else float("nan"))
             except ValueError:
                 columns[k].append(v)
     return columns
@@ -86,11 +85,11 @@ def write_json_atomic(path: Path, data: dict) -> None:
 class Checkpoints:
     """orbax-checkpoint manager over `run_dir/checkpoints`: atomic steps, the last few kept."""
 
-    def __init__(self, run_dir: Path, keep: int):
+    def __init__(self, run_dir: Path, keep: int, subdir: str = CHECKPOINTS):
         import orbax.checkpoint as ocp
 
         self._ocp = ocp
-        self.directory = Path(run_dir).absolute() / CHECKPOINTS
+        self.directory = Path(run_dir).absolute() / subdir
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),

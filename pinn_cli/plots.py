@@ -17,50 +17,75 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def wavefunction(path: Path, x, psi, psi_ref, v, *, title: str = "") -> None:
-    """PINN psi and the reference on one axis; V(x) drawn behind on a twin axis."""
+def wavefunction(path: Path, x, curves, v, *, title: str = "") -> None:
+    """PINN psi (dashed) and the reference (thick, faint) for each state; V(x) drawn behind.
+
+    curves: [(n, psi, psi_reference)] on x, each normalised and sign-aligned.
+    """
     fig, ax = plt.subplots(figsize=(7, 4.2))
     pot = ax.twinx()
-    pot.fill_between(x, 0, v, color="0.85", step="mid", label="V(x)", zorder=0)
+    pot.fill_between(x, np.min(v), v, color="0.85", label="V(x)", zorder=0)
     pot.set_ylabel("V(x)", color="0.45")
     pot.tick_params(axis="y", colors="0.45")
     ax.set_zorder(pot.get_zorder() + 1)
     ax.patch.set_visible(False)
-    ax.plot(x, psi_ref, color="k", lw=2.5, alpha=0.45, label="reference")
-    ax.plot(x, psi, color="C0", lw=1.2, ls="--", label="PINN")
+    for i, (n, psi, exact) in enumerate(curves):
+        label = "reference" if len(curves) == 1 else f"reference, n={n}"
+        ax.plot(x, exact, color=f"C{i}", lw=3, alpha=0.35, label=label)
+        ax.plot(x, psi, color=f"C{i}", lw=1.2, ls="--", label="PINN" if len(curves) == 1 else None)
     ax.set_xlabel("x")
     ax.set_ylabel("psi(x)")
     ax.set_title(title)
-    ax.legend(loc="upper right")
+    ax.legend(loc="upper right", fontsize="small")
     _save(fig, path)
 
 
-def energy(path: Path, steps, learned, rayleigh, reference: float | None) -> None:
-    """Energy against step (learned E and Rayleigh quotient), with the reference as a line."""
+def _by_state(h: dict):
+    states = h.get("state", np.zeros_like(h["step"]))
+    for n in np.unique(states):
+        yield int(n), states == n
+
+
+def energy(path: Path, h: dict, references: dict[int, float]) -> None:
+    """Energy against step (trained or fixed E and Rayleigh quotient) with the references, and
+    their relative errors, one colour per state."""
     fig, (ax, err) = plt.subplots(1, 2, figsize=(10, 4))
-    steps = np.asarray(steps)
-    ax.plot(steps, learned, label="E (trained / fixed)")
-    ax.plot(steps, rayleigh, label="Rayleigh quotient", ls="--")
-    if reference is not None:
-        ax.axhline(reference, color="k", lw=0.8, label=f"reference {reference:.10g}")
-        for values, name in ((learned, "E"), (rayleigh, "Rayleigh")):
-            rel = np.abs(np.asarray(values) - reference) / abs(reference)
-            err.semilogy(steps, np.maximum(rel, 1e-17), label=name)
-        err.set_ylabel("relative error")
-        err.set_xlabel("step")
-        err.legend()
+    for i, (n, rows) in enumerate(_by_state(h)):
+        steps, ref = h["step"][rows], references.get(n)
+        tag = "" if len(references) == 1 else f" n={n}"
+        ax.plot(steps, h["energy"][rows], color=f"C{i}", label=f"E{tag}")
+        ax.plot(steps, h["rayleigh"][rows], color=f"C{i}", ls="--", label=f"Rayleigh{tag}")
+        if ref is None:
+            continue
+        ax.axhline(ref, color=f"C{i}", lw=0.6, alpha=0.6)
+        for values, ls in ((h["energy"][rows], "-"), (h["rayleigh"][rows], "--")):
+            rel = np.abs(values - ref) / abs(ref)
+            err.semilogy(steps, np.maximum(rel, 1e-17), color=f"C{i}", ls=ls)
     ax.set_xlabel("step")
-    ax.set_ylabel("energy")
-    ax.legend()
+    ax.set_ylabel("energy (thin lines: references)")
+    ax.legend(fontsize="small")
+    err.set_xlabel("step")
+    err.set_ylabel("relative error (solid E, dashed Rayleigh)")
     _save(fig, path)
 
 
-def losses(path: Path, steps, terms: dict[str, np.ndarray]) -> None:
-    """Each named loss term against step, log scale."""
+def losses(path: Path, h: dict, keys: list[str]) -> None:
+    """Each named loss term against step, log scale, one colour per state."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name, values in terms.items():
-        ax.semilogy(steps, np.maximum(np.abs(values), 1e-300), label=name)
+    for i, (n, rows) in enumerate(_by_state(h)):
+        for j, key in enumerate(keys):
+            values = np.abs(h[key][rows])
+            ok = np.isfinite(values)
+            if ok.any():
+                label = key if n == 0 and i == 0 else (f"{key} n={n}" if j == 0 else None)
+                ax.semilogy(
+                    h["step"][rows][ok],
+                    np.maximum(values[ok], 1e-300),
+                    color=f"C{i}",
+                    ls=("-", "--", ":")[j % 3],
+                    label=label,
+                )
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.legend()
+    ax.legend(fontsize="small")
     _save(fig, path)

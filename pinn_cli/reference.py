@@ -399,3 +399,28 @@ def finite_difference(
     return Eigenpair(
         energy=energy, psi=_spline_psi(x, vecs[:, n], lo, hi), method="finite_difference"
     )
+
+
+# --------------------------------------------------------------------------- harmonic oscillator
+
+
+def harmonic(omega: float, n: int) -> Eigenpair:
+    """V = omega^2 x^2 on the whole line: E_n = omega (2n + 1), psi_n a Hermite function.
+
+    In a box [lo, hi] the walls shift E_n by about exp(-omega lo^2); on the default [-8, 8] that is
+    far below float64 resolution. Sign convention as elsewhere: psi rises from the left wall.
+    """
+    n = _check_n(n)
+    if not omega > 0:
+        raise ValueError(f"omega={omega} must be > 0")
+    norm = omega**0.25 / math.sqrt(2.0**n * math.factorial(n) * math.sqrt(math.pi))
+    sign = (-1.0) ** n
+
+    def psi(x: np.ndarray) -> np.ndarray:
+        y = math.sqrt(omega) * np.asarray(x, dtype=float)
+        h_prev, h = np.zeros_like(y), np.ones_like(y)  # H_{-1}, H_0
+        for k in range(n):
+            h_prev, h = h, 2.0 * y * h - 2.0 * k * h_prev
+        return sign * norm * h * np.exp(-0.5 * y**2)
+
+    return Eigenpair(energy=omega * (2 * n + 1), psi=psi, method="closed_form")

@@ -9,6 +9,8 @@ Callbacks receive log records and checkpoints; the caller decides what to write.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -17,6 +19,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
@@ -36,6 +39,18 @@ class Problem:
     energy_scale: float  # E = energy_scale * params["energy"] when learned
     normalization: str = "hard"
     norm_weight: float = 1.0
+    # Lower eigenstates to stay orthogonal to: values and psi'' at x, W-orthonormal columns (M, K).
+    lower_p: jax.Array | None = None
+    lower_d2p: jax.Array | None = None
+    first_stage: str = "residual"  # "residual" | "ritz" (minimise the Rayleigh quotient first)
+
+    def project(self, p, d2p):
+        """Remove the lower states from psi (and the same combination from psi'')."""
+        if self.lower_p is None:
+            return p, d2p
+        w = self.w.reshape(self.w.shape + (1,) * (p.ndim - 1))  # p may be a Jacobian (M, P)
+        c = self.lower_p.T @ (w * p)
+        return p - self.lower_p @ c, d2p - self.lower_d2p @ c
 
     def energy(self, params) -> jax.Array:
         if self.fixed_energy is None:
@@ -44,7 +59,15 @@ class Problem:
 
 
 def make_problem(
-    psi: TrialFunction, grid: physics.Grid, *, fixed_energy, normalization, norm_weight, dtype
+    psi: TrialFunction,
+    grid: physics.Grid,
+    *,
+    fixed_energy,
+    normalization,
+    norm_weight,
+    dtype,
+    lower=None,
+    first_stage: str = "residual",
 ) -> Problem:
     lo, hi = psi.domain
     return Problem(
@@ -56,6 +79,9 @@ def make_problem(
         energy_scale=(math.pi / (hi - lo)) ** 2,
         normalization=normalization,
         norm_weight=norm_weight,
+        lower_p=None if lower is None else jnp.asarray(lower[0], dtype),
+        lower_d2p=None if lower is None else jnp.asarray(lower[1], dtype),
+        first_stage=first_stage,
     )
 
 
@@ -76,15 +102,26 @@ def init_params(problem: Problem, net_params, energy_init: float | None) -> dict
 
 
 def rayleigh(problem: Problem, params) -> jax.Array:
-    p, dp, _ = physics.evaluate(problem.psi, params["net"], problem.x)
-    return physics.rayleigh_quotient(p, dp, problem.w, problem.v)
+    """Rayleigh quotient of the (projected) trial function on the training grid."""
+    p, dp, d2p = physics.evaluate(problem.psi, params["net"], problem.x)
+    if problem.lower_p is None:
+        return physics.rayleigh_quotient(p, dp, problem.w, problem.v)
+    p, d2p = problem.project(p, d2p)
+    return jnp.sum(problem.w * p * (-d2p + problem.v * p)) / jnp.sum(problem.w * p**2)
 
 
-def make_loss(problem: Problem) -> Callable:
-    """params -> (total, {"residual": ..., ["norm": ...]})."""
+def make_loss(problem: Problem, kind: str = "residual") -> Callable:
+    """params -> (total, named terms). "residual": the PDE residual (+ norm); "ritz": the
+    Rayleigh quotient of the projected psi, whose minimum over the orthogonal complement of the
+    lower states is the next eigenstate."""
 
     def loss(params):
         p, _, d2p = physics.evaluate(problem.psi, params["net"], problem.x)
+        p, d2p = problem.project(p, d2p)
+        if kind == "ritz":
+            w, v = problem.w, problem.v
+            energy = jnp.sum(w * p * (-d2p + v * p)) / jnp.sum(w * p**2)
+            return energy / problem.energy_scale, {"ritz": energy}
         terms = physics.loss_terms(
             p,
             d2p,
@@ -113,43 +150,48 @@ def make_schedule(kind: str, lr: float, lr_final: float, steps: int) -> optax.Sc
 
 
 def make_residual_jacobian(problem: Problem, unravel: Callable) -> tuple[Callable, Callable]:
-    """(flat -> r, flat -> (r, J)) with ||r||^2 equal to the first-stage loss.
+    """(flat -> r, flat -> (r, J)) with ||r||^2 equal to the residual loss.
 
-    Each point's residual depends on the parameters through one scalar network evaluation, so its
-    gradient row costs a small multiple of that evaluation: a vmap of per-point reverse-mode
-    gradients builds J for about the cost of a few forward passes over the batch.
+    Each point's psi and psi'' depend on the parameters through one scalar network evaluation, so
+    their gradient rows cost a small multiple of that evaluation: a vmap of per-point reverse-mode
+    gradients builds J for about the cost of a few forward passes over the batch. Projection on
+    the lower states and the normalisation are linear maps applied afterwards.
     """
     sw = jnp.sqrt(problem.w)
 
-    def point(flat, x, v):
-        params = unravel(flat)
-        p, _, d2p = derivatives(problem.psi, params["net"], x)
-        return jnp.stack([physics.residual(p, d2p, v, problem.energy(params)), p])
+    def point(flat, x):
+        p, _, d2p = derivatives(problem.psi, unravel(flat)["net"], x)
+        return jnp.stack([p, d2p])
 
-    jac_point = jax.vmap(jax.jacrev(point), in_axes=(None, 0, 0))
-    val_point = jax.vmap(point, in_axes=(None, 0, 0))
+    jac_point = jax.vmap(jax.jacrev(point), in_axes=(None, 0))
+    val_point = jax.vmap(point, in_axes=(None, 0))
+    energy_of = lambda flat: problem.energy(unravel(flat))  # noqa: E731
+
+    def finish(res, p):
+        n2 = jnp.sum(problem.w * p**2)
+        if problem.normalization == "hard":
+            return sw * res / jnp.sqrt(n2), n2
+        return jnp.append(sw * res, jnp.sqrt(problem.norm_weight) * (n2 - 1.0)), n2
 
     def residual_vector(flat):
-        rp = val_point(flat, problem.x, problem.v)
-        res, p = rp[:, 0], rp[:, 1]
-        n2 = jnp.sum(problem.w * p**2)
-        if problem.normalization == "hard":
-            return sw * res / jnp.sqrt(n2)
-        return jnp.append(sw * res, jnp.sqrt(problem.norm_weight) * (n2 - 1.0))
+        pd = val_point(flat, problem.x)
+        p, d2p = problem.project(pd[:, 0], pd[:, 1])
+        return finish(-d2p + (problem.v - energy_of(flat)) * p, p)[0]
 
     def with_jacobian(flat):
-        rp = val_point(flat, problem.x, problem.v)
-        res, p = rp[:, 0], rp[:, 1]
-        jac = jac_point(flat, problem.x, problem.v)
-        j_res, j_p = jac[:, 0, :], jac[:, 1, :]
-        n2 = jnp.sum(problem.w * p**2)
-        g_n2 = 2.0 * (problem.w * p) @ j_p
+        pd = val_point(flat, problem.x)
+        jac = jac_point(flat, problem.x)
+        p, d2p = problem.project(pd[:, 0], pd[:, 1])
+        jp, jd2p = problem.project(jac[:, 0, :], jac[:, 1, :])
+        energy, d_energy = jax.value_and_grad(energy_of)(flat)
+        res = -d2p + (problem.v - energy) * p
+        j_res = -jd2p + (problem.v - energy)[:, None] * jp - p[:, None] * d_energy[None, :]
+        r, n2 = finish(res, p)
+        g_n2 = 2.0 * (problem.w * p) @ jp
         if problem.normalization == "hard":
-            r = sw * res / jnp.sqrt(n2)
             jr = (sw / jnp.sqrt(n2))[:, None] * j_res - (r / (2.0 * n2))[:, None] * g_n2[None, :]
             return r, jr
         c = jnp.sqrt(problem.norm_weight)
-        r = jnp.append(sw * res, c * (n2 - 1.0))
         return r, jnp.vstack([sw[:, None] * j_res, c * g_n2[None, :]])
 
     return residual_vector, with_jacobian
@@ -206,6 +248,7 @@ class Stage:
     init: Callable  # params -> opt_state
     block: Callable  # jitted (params, opt_state, n static) -> (params, opt_state, total, terms)
     lr: Callable[[int], float]  # step within the stage -> learning rate, for the log
+    enter: Callable | None = None  # params -> params when the stage starts (not on resume)
 
 
 def _scan_block(loss: Callable, update: Callable) -> Callable:
@@ -315,12 +358,53 @@ def make_stages(problem: Problem, settings: Settings, params_like) -> list[tuple
     """[(stage, number of steps)] in order."""
     loss = make_loss(problem)
     schedule = make_schedule(settings.lr_schedule, settings.lr, settings.lr_final, settings.steps)
-    stages = [(adam_stage(loss, schedule), settings.steps)]
+    stages = [(adam_stage(make_loss(problem, problem.first_stage), schedule), settings.steps)]
     if settings.refine == "lm":
         stages.append((lm_stage(problem, loss, params_like), settings.refine_steps))
     elif settings.refine == "lbfgs":
         stages.append((lbfgs_stage(loss), settings.refine_steps))
+    if problem.first_stage == "ritz":
+        enter = functools.partial(ritz_output_layer, problem)
+        stages[1:] = [(dataclasses.replace(st, enter=enter), n) for st, n in stages[1:]]
     return stages
+
+
+def ritz_output_layer(problem: Problem, params) -> dict:
+    """Rayleigh-Ritz in the span of the last hidden layer: set the (linear) output layer to the
+    lowest eigenvector of H in that span, orthogonal to the lower states, and E to its eigenvalue.
+
+    Adam only approaches the minimum of the Rayleigh quotient; the residual stage then converges
+    to the nearest eigenpair, which may be a higher state. The exact minimum over the learned
+    features is a much closer start, and it costs one small generalised eigenproblem.
+    """
+    import scipy.linalg
+
+    def values(x):
+        def basis(y):
+            return problem.psi.basis(params["net"], y)
+
+        first = lambda y: jax.jvp(basis, (y,), (jnp.ones_like(y),))  # noqa: E731
+        (f, _), (_, d2f) = jax.jvp(first, (x,), (jnp.ones_like(x),))
+        return f, d2f
+
+    f, d2f = jax.jit(jax.vmap(values))(problem.x)
+    f, d2f = problem.project(f, d2f)
+    f, d2f, w, v = (np.asarray(a, float) for a in (f, d2f, problem.w, problem.v))
+    s = f.T @ (w[:, None] * f)
+    h = f.T @ (w[:, None] * (-d2f + v[:, None] * f))
+    h = 0.5 * (h + h.T)
+    lam, u = np.linalg.eigh(s)  # drop the directions the features (nearly) do not span
+    keep = lam > 1e-12 * lam.max()
+    t = u[:, keep] / np.sqrt(lam[keep])
+    e, y = scipy.linalg.eigh(t.T @ h @ t)
+    c = t @ y[:, 0]
+    net = jax.tree.map(lambda a: a, params["net"])
+    dtype = net["out"]["kernel"].dtype
+    net["out"] = {"kernel": jnp.asarray(c[:-1, None], dtype), "bias": jnp.asarray(c[-1:], dtype)}
+    out = {**params, "net": net}
+    if problem.fixed_energy is None:
+        out["energy"] = jnp.asarray(e[0] / problem.energy_scale, dtype)
+    return out
 
 
 def init_state(stages, params) -> dict:
@@ -360,6 +444,8 @@ def fit(
 
 def _run_stage(stage, offset, n_steps, block_size, settings, state, diag, callbacks, result, t0):
     end = offset + n_steps
+    if stage.enter is not None and int(state["step"]) == offset and n_steps > 0:
+        state = {**state, "params": stage.enter(state["params"])}
     compiled: dict[int, Callable] = {}
     run_s = run_steps = 0
     previous = None
@@ -396,6 +482,8 @@ def _run_stage(stage, offset, n_steps, block_size, settings, state, diag, callba
         callbacks.on_log(rec)
         stop = callbacks.stop_requested()
         converged = _stalled(stage, previous, total, settings.refine_tol)
+        if converged:  # the stage is over: a resume from this checkpoint skips the rest
+            state["step"] = jnp.asarray(end, jnp.int32)
         if step % settings.checkpoint_every == 0 or step == end or stop or converged:
             callbacks.on_checkpoint(step, state)
         if stop:
@@ -403,7 +491,6 @@ def _run_stage(stage, offset, n_steps, block_size, settings, state, diag, callba
             break
         if converged:
             result.stop_reason = f"{stage.name} converged: loss {total:.3e} stopped decreasing"
-            state["step"] = jnp.asarray(end, jnp.int32)
             break
         previous = total
     if run_steps:

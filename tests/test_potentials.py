@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+
+from pinn_cli import evaluation, reference
+from pinn_cli.formula import FormulaError, parse
+from pinn_cli.potentials import make_potential
+
+
+def test_double_well_segments_and_symmetry():
+    pot = make_potential("double_well", domain=(-2, 2), V0=50, width=0.8, separation=0.4)
+    assert pot.breakpoints == (-1.0, -0.2, 0.2, 1.0)
+    assert pot(np.array([-1.5, -0.5, 0.0, 0.5, 1.5])).tolist() == [50, 0, 50, 0, 50]
+    assert pot.is_symmetric()
+    assert not make_potential("finite_well", centre=0.3).is_symmetric()
+
+
+def test_double_well_has_a_near_degenerate_pair():
+    pot = make_potential("double_well", V0=200.0, separation=0.6)
+    e0 = evaluation.reference_eigenpair(pot, 0).energy
+    e1 = evaluation.reference_eigenpair(pot, 1).energy
+    e2 = evaluation.reference_eigenpair(pot, 2).energy
+    assert 0 < (e1 - e0) / e0 < 1e-2 < (e2 - e1) / e1
+
+
+def test_piecewise_user_segments_match_the_named_potentials():
+    user = make_potential("piecewise", segments=[[-2, -0.5, 50], [-0.5, 0.5, 0], [0.5, 2, 50]])
+    named = make_potential("finite_well")
+    assert user.segments == named.segments
+    assert evaluation.reference_eigenpair(user, 2).energy == pytest.approx(
+        evaluation.reference_eigenpair(named, 2).energy, rel=1e-14
+    )
+
+
+@pytest.mark.parametrize(
+    "segments,needle",
+    [
+        ([[0, 1, 0], [1.5, 2, 1]], "not contiguous"),
+        ([[0, 1]], "[x_left, x_right, V]"),
+        ([[1, 0, 0]], "x_left < x_right"),
+        (None, "potential.segments"),
+    ],
+)
+def test_bad_segments_are_refused(segments, needle):
+    with pytest.raises(ValueError, match=None) as err:
+        make_potential("piecewise", segments=segments)
+    assert needle in str(err.value)
+
+
+@pytest.mark.parametrize("n", range(5))
+def test_harmonic_closed_form_agrees_with_finite_differences(n):
+    pot = make_potential("harmonic", domain=(-8, 8), omega=1.0)
+    exact = evaluation.reference_eigenpair(pot, n)
+    assert exact.energy == 2 * n + 1
+    fd = reference.finite_difference(pot, pot.domain, n, grid=4000)
+    assert fd.energy == pytest.approx(exact.energy, rel=1e-8)
+    x = np.linspace(-8, 8, 3001)
+    h = x[1] - x[0]
+    assert np.sum(exact.psi(x) ** 2) * h == pytest.approx(1.0, rel=1e-10)
+    assert np.sqrt(np.sum((exact.psi(x) - fd.psi(x)) ** 2) * h) < 1e-5
+
+
+def test_formula_evaluates_like_numpy():
+    f = parse("0.5*x**2 + 3*exp(-x**2) - sin(pi*x)/2")
+    x = np.linspace(-2, 2, 9)
+    np.testing.assert_allclose(
+        f(x), 0.5 * x**2 + 3 * np.exp(-(x**2)) - np.sin(np.pi * x) / 2, rtol=1e-15
+    )
+    assert f(np.zeros(3)).shape == (3,)
+    assert parse("4")(np.zeros(5)).tolist() == [4.0] * 5
+
+
+def test_formula_works_with_jax_arrays():
+    import jax.numpy as jnp
+
+    out = parse("cosh(x) + x**2")(jnp.linspace(0, 1, 4))
+    assert type(out).__module__.startswith("jax")
+    np.testing.assert_allclose(out, np.cosh(np.linspace(0, 1, 4)) + np.linspace(0, 1, 4) ** 2)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "__import__('os').system('echo hi')",
+        "x.__class__",
+        "open('f')",
+        "[x for x in y]",
+        "y + 1",
+        "exp(x, 2)",
+        "lambda: 1",
+        "x if x else 1",
+    ],
+)
+def test_formula_refuses_anything_but_arithmetic(text):
+    with pytest.raises(FormulaError):
+        parse(text)
+
+
+def test_formula_potential_uses_finite_differences_reference():
+    pot = make_potential("formula", domain=(-6, 6), formula="x**2")
+    ref = evaluation.reference_eigenpair(pot, 1)
+    assert ref.method == "finite_difference"
+    assert ref.energy == pytest.approx(3.0, rel=1e-8)
+
+
+def test_nodes_and_parity():
+    x = np.linspace(0, 1, 2001)
+    for n in range(1, 6):
+        psi = np.sin(n * np.pi * x)
+        assert evaluation.count_nodes(psi) == n - 1
+        assert evaluation.parity(psi) == ("even" if n % 2 else "odd")
+    tail = np.where(x > 0.5, 1e-12 * np.sin(200 * x), np.sin(3 * np.pi * x))  # noisy tail
+    assert evaluation.count_nodes(tail) == 1
