@@ -98,6 +98,8 @@ class Config:
     precision: str = "float64"  # "float64" | "float32"
     progress: bool = True
     resume: str | None = None  # a run folder to continue from its last good checkpoint
+    # XLA's persistent compilation cache: later runs of the same shapes skip compilation.
+    compile_cache: str | None = "~/.cache/pinn-run/xla"
     state: int = 0  # the eigenstate to find (0 = ground); states 0..state-1 are found first
     profile_steps: int = 0  # > 0: JAX profiler trace of the first N training steps in <run>/profile
 

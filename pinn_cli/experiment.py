@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import evaluation, outputs, plots, provenance
+from . import outputs, provenance
 from .config import Config, ConfigError, potential_params
 from .potentials import Potential, make_potential
 
@@ -263,6 +263,9 @@ def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: boo
     import jax
 
     jax.config.update("jax_enable_x64", cfg.precision == "float64")
+    if cfg.compile_cache:
+        jax.config.update("jax_compilation_cache_dir", str(Path(cfg.compile_cache).expanduser()))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     warning = provenance.precision_warning(cfg.precision)
     if warning:
         log.warning(warning)
@@ -362,6 +365,8 @@ def _train(cfg: Config, n: int, built: Built, run_dir: Path, metrics, stop, resu
 
 def summarise(cfg: Config, runs: list[StateRun], basis: Basis, run_dir: Path) -> dict:
     """Judge every state against its reference; write the plots; return summary.json."""
+    from . import evaluation  # SciPy (the reference solvers) is imported after training
+
     potential = runs[0].built.potential
     quad = evaluation.fine_quadrature(potential)
     x_plot = np.linspace(*potential.domain, 801)
@@ -410,6 +415,8 @@ def summarise(cfg: Config, runs: list[StateRun], basis: Basis, run_dir: Path) ->
 
 
 def _state_summary(run: StateRun, p, dp, p_plot, quad, ref, potential, x_plot) -> dict:
+    from . import evaluation
+
     judged = evaluation.compare(p, dp, quad, ref)
     problem = run.built.problem
     learned = float(problem.energy(run.result.params)) if problem.fixed_energy is None else None
@@ -438,6 +445,8 @@ def _state_summary(run: StateRun, p, dp, p_plot, quad, ref, potential, x_plot) -
 
 def _plots(run_dir: Path, potential, x, curves, states) -> None:
     """wavefunction.png, psi.csv, energy.png, loss.png; histories come from metrics.csv."""
+    from . import plots  # matplotlib is imported after training, not before the first step
+
     v = np.asarray(potential(x), dtype=float)
     first = states[0]["wavefunction"]["l2_error"]
     title = (

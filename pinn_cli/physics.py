@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .model import derivatives
+from .model import TrialFunction, derivatives
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,8 @@ def residual(p, d2p, v, energy):
 
 def evaluate(psi: Callable, params, x) -> tuple[jax.Array, jax.Array, jax.Array]:
     """psi, psi', psi'' at every point of x (shape (N,) each)."""
+    if isinstance(psi, TrialFunction):
+        return derivatives(psi, params, x)  # one pass over all points: (N, width) matmuls
     return jax.vmap(lambda xi: derivatives(psi, params, xi))(x)
 
 
