@@ -80,7 +80,7 @@ class TrainConfig:
 class OptimConfig:
     name: str = "adam_lm"
     refine: str = "lm"  # second stage after Adam: "none" | "lm" | "lbfgs"
-    refine_steps: int = 500
+    refine_steps: int = 800
     refine_tol: float = (
         1e-15  # stop when the relative loss decrease of an accepted step is below this
     )
