@@ -23,6 +23,7 @@ from .potentials import Potential, make_potential
 
 log = logging.getLogger("pinn_run")
 logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every file it writes at INFO
+logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU found" at INFO
 
 EXIT_DIVERGED = 3
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
