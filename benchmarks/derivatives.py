@@ -49,30 +49,18 @@ from pinn_cli import model, physics, train  # noqa: E402
 from pinn_cli.potentials import make_potential  # noqa: E402
 
 SIZES = [(32, 512), (32, 1024), (64, 512), (64, 1024), (128, 512), (128, 1024)]
-CURRENT = "nested-jvp/vmap (current)"
+CURRENT = "nested-jvp/vmap (before taylor2)"
 
 # --------------------------------------------------------------------------------------------
 # The proposed drop-in: second-order forward (Taylor) propagation through the network.
 
 
 def generic_taylor2(f: Callable) -> Callable:
-    """(z, z', z'') -> (f(z), f(z)', f(z)'') for an elementwise f, by nested unit-tangent jvps."""
-
-    def rule(z, dz, d2z):
-        def value_and_slope(u):
-            return jax.jvp(f, (u,), (jnp.ones_like(u),))
-
-        (f0, f1), (_, f2) = jax.jvp(value_and_slope, (z,), (jnp.ones_like(z),))
-        return f0, f1 * dz, f2 * dz * dz + f1 * d2z
-
-    return rule
+    """The chain rule by nested unit-tangent jvps (model.elementwise_taylor2's generic path)."""
+    return model.elementwise_taylor2(lambda u: f(u))  # a lambda never takes tanh's shortcut
 
 
-def tanh_taylor2(z, dz, d2z):
-    """tanh with its derivatives written out: tanh' = 1 - t^2, tanh'' = -2 t tanh'."""
-    t = jnp.tanh(z)
-    s1 = 1.0 - t * t
-    return t, s1 * dz, s1 * (d2z - 2.0 * t * dz * dz)
+tanh_taylor2 = model.tanh_taylor2
 
 
 def activation_taylor2(activation: Callable) -> Callable:
@@ -123,25 +111,8 @@ def taylor2(psi: model.TrialFunction, params, x, *, act=None, stacked: bool = Fa
 
 
 def proposed_loss(problem: train.Problem) -> Callable:
-    """train.make_loss (its "residual" kind) with taylor2 on the whole (N,) array instead of
-    vmapped nested jvps. benchmarks.speed checks that both give the same loss."""
-
-    def loss(params):
-        p, _, d2p = taylor2(problem.psi, params["net"], problem.x)
-        if hasattr(problem, "project"):  # orthogonality to lower states (identity for state 0)
-            p, d2p = problem.project(p, d2p)
-        terms = physics.loss_terms(
-            p,
-            d2p,
-            problem.w,
-            problem.v,
-            problem.energy(params),
-            normalization=problem.normalization,
-            norm_weight=problem.norm_weight,
-        )
-        return sum(terms.values()), terms
-
-    return loss
+    """taylor2 is pinn-run's default now, so the proposal is train.make_loss itself."""
+    return train.make_loss(problem)
 
 
 def proposed_stage(problem: train.Problem, settings: train.Settings) -> train.Stage:
@@ -169,8 +140,18 @@ def jet_derivatives(f: Callable, x):
     return p, dp, d2p
 
 
+def nested_jvp(psi, params, x):
+    """psi, psi', psi'' at a scalar x by forward-over-forward jvps (pinn-run before taylor2)."""
+
+    def first(y):
+        return jax.jvp(lambda z: psi(params, z), (y,), (jnp.ones_like(y),))
+
+    (p, dp), (_, d2p) = jax.jvp(first, (x,), (jnp.ones_like(x),))
+    return p, dp, d2p
+
+
 METHODS: dict[str, Callable] = {
-    CURRENT: physics.evaluate,
+    CURRENT: lambda psi, params, x: jax.vmap(lambda xi: nested_jvp(psi, params, xi))(x),
     "jet/vmap": lambda psi, params, x: jax.vmap(
         lambda xi: jet_derivatives(lambda y: psi(params, y), xi)
     )(x),

@@ -413,7 +413,11 @@ def main(argv=None) -> None:
     ap.add_argument("--peers-dir", type=Path, default=Path("/work/shared/peers"))
     ap.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
     ap.add_argument("--sizes", nargs="*", default=[f"{w}x{n}" for w, n in SIZES])
-    ap.add_argument("--no-prototype", action="store_true", help="skip the taylor2 prototype row")
+    ap.add_argument(
+        "--prototype",
+        action="store_true",
+        help="also time benchmarks.derivatives' proposed step (now the same as pinn-run's)",
+    )
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per peer run")
     ap.add_argument(
         "--quiet-wait",
@@ -455,7 +459,7 @@ def main(argv=None) -> None:
         if args.quiet_wait > 0:
             quiet = wait_until_quiet(args.quiet_wait)
             print(f"{w}x{n}: other processes' CPU before start {quiet:.0f}%", flush=True)
-        timed = pinn_variants(w, n, args.block, not args.no_prototype)
+        timed = pinn_variants(w, n, args.block, args.prototype)
         runs: dict[str, list[dict]] = {}
         for _ in range(0 if skip else args.peer_reps):  # pinn-run, every peer, pinn-run, ...
             for t in timed:

@@ -110,3 +110,18 @@ def test_module_entry_point_matches_console_script():
         [sys.executable, "-m", "pinn_cli.cli", "potential=nowhere"], capture_output=True, text=True
     )
     assert proc.returncode == 2 and "nowhere" in proc.stderr
+
+
+def test_unique_dir_never_returns_a_folder_that_exists(tmp_path):
+    from pinn_cli.cli import unique_dir
+
+    unique_dir.cache_clear()
+    first = unique_dir(str(tmp_path / "12-00-00"))
+    unique_dir.cache_clear()  # a second process asking for the same second
+    second = unique_dir(str(tmp_path / "12-00-00"))
+    unique_dir.cache_clear()
+    third = unique_dir(str(tmp_path / "12-00-00"))
+    assert [first, second, third] == [
+        str(tmp_path / n) for n in ("12-00-00", "12-00-00_1", "12-00-00_2")
+    ]
+    assert all((tmp_path / n).is_dir() for n in ("12-00-00", "12-00-00_1", "12-00-00_2"))
