@@ -74,6 +74,8 @@ class TrainConfig:
     log_every: int = 100
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
+    # K > 1: K networks from seeds seed..seed+K-1, trained side by side in one vmapped program.
+    ensemble: int = 1
 
 
 @dataclass
@@ -177,6 +179,12 @@ def validate(cfg: Config) -> None:
     _require(t.lr_final > 0, f"train.lr_final={t.lr_final} must be > 0")
     _require(t.log_every >= 1, f"train.log_every={t.log_every} must be >= 1")
     _require(t.checkpoint_every >= 1, f"train.checkpoint_every={t.checkpoint_every} must be >= 1")
+    _require(t.ensemble >= 1, f"train.ensemble={t.ensemble} must be >= 1 (1: a single network)")
+    _require(
+        t.ensemble == 1 or cfg.state == 0,
+        f"train.ensemble={t.ensemble} trains ground states only, but state={cfg.state}; "
+        f"use state=0 or train.ensemble=1",
+    )
     _require(t.keep_checkpoints >= 1, f"train.keep_checkpoints={t.keep_checkpoints} must be >= 1")
     _require(
         cfg.optim.refine_steps >= 0, f"optim.refine_steps={cfg.optim.refine_steps} must be >= 0"

@@ -62,6 +62,7 @@ def settings_from(cfg: Config):
         refine=o.refine,
         refine_steps=o.refine_steps if o.refine != "none" else 0,
         refine_tol=o.refine_tol,
+        ensemble=t.ensemble,
     )
 
 
@@ -82,9 +83,28 @@ class Built:
     state: dict
 
 
+def network_key(cfg: Config, n: int = 0):
+    """State n's initial key; with train.ensemble = K > 1, K keys from seeds seed..seed+K-1, so
+    that member i starts from the network that seed=seed+i alone would train."""
+    import jax
+
+    if cfg.train.ensemble > 1:
+        return jax.vmap(jax.random.key)(jax.numpy.arange(cfg.seed, cfg.seed + cfg.train.ensemble))
+    key = jax.random.key(cfg.seed)
+    return jax.random.fold_in(key, n) if n else key
+
+
+def member(tree, i: int):
+    """Member i's slice of an ensemble's stacked pytree."""
+    import jax
+
+    return jax.tree.map(lambda a: a[i], tree)
+
+
 def build(cfg: Config, n: int = 0, lower=None) -> Built:
     """Potential, grid, network, problem and optimiser stages for state n, with its initial
-    training state. `lower`: (values, psi'') of the states below n on the grid, W-orthonormal."""
+    training state. `lower`: (values, psi'') of the states below n on the grid, W-orthonormal.
+    With train.ensemble = K > 1 the state's leaves carry a leading member axis of size K."""
     import jax
 
     jax.config.update("jax_enable_x64", cfg.precision == "float64")
@@ -108,7 +128,7 @@ def build(cfg: Config, n: int = 0, lower=None) -> Built:
         activation=m.activation,
         output=(("exp" if n == 0 else "linear") if m.output == "auto" else m.output),
         breakpoint_features=m.breakpoint_features,
-        key=jax.random.fold_in(jax.random.key(cfg.seed), n) if n else jax.random.key(cfg.seed),
+        key=network_key(cfg, n),
         scale=output_scale(cfg, potential),
         dtype=dtype,
     )
@@ -122,9 +142,10 @@ def build(cfg: Config, n: int = 0, lower=None) -> Built:
         lower=lower,
         first_stage="ritz" if n > 0 else "residual",
     )
-    params = train.init_params(problem, net, cfg.energy.init if n == 0 else None)
+    members = cfg.train.ensemble
+    params = train.init_params(problem, net, cfg.energy.init if n == 0 else None, members)
     settings = settings_from(cfg)
-    stages = train.make_stages(problem, settings, params)
+    stages = train.make_stages(problem, settings, params if members == 1 else member(params, 0))
     return Built(potential, problem, settings, stages, train.init_state(stages, params))
 
 
@@ -275,6 +296,8 @@ def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: boo
     terms = ["residual"] + (["norm"] if cfg.loss.normalization == "penalty" else [])
     terms += ["ritz"] if cfg.state > 0 else []
     fields = ["state", "step", "stage", "loss", *terms, "energy", "rayleigh", "lr", "elapsed_s"]
+    if cfg.train.ensemble > 1:
+        fields.insert(0, "member")
     metrics = outputs.MetricsWriter(run_dir / outputs.METRICS, fields)
     stop = StopFlag()
     runs: list[StateRun] = []
@@ -288,11 +311,14 @@ def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: boo
             t_fit = t_fit or time.perf_counter()
             result = _train(cfg, n, built, run_dir, metrics, stop, resume)
             runs.append(StateRun(n, built, result))
-            if result.status != "completed":
+            if result.status != "completed" or cfg.train.ensemble > 1:
                 break
             p, _, d2p = _evaluate(built, result.params, np.asarray(built.problem.x, float))
             basis.add(p, d2p)
-    summary = summarise(cfg, runs, basis, run_dir)
+    if cfg.train.ensemble > 1:
+        summary = summarise_ensemble(cfg, runs[0], run_dir)
+    else:
+        summary = summarise(cfg, runs, basis, run_dir)
     summary["provenance"] = provenance_block
     compile_s = sum(r.result.compile_s for r in runs)
     summary["timing"].update(
@@ -309,6 +335,16 @@ def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: boo
             s["energy"]["reference"],
             s["energy"]["rel_error"],
             s["wavefunction"]["l2_error"],
+        )
+    for m in summary.get("ensemble", {}).get("members", []):
+        log.info(
+            "member %d (seed %d, %s): E estimate %.15g (rel. error %.3e); psi L2 error %.3e",
+            m["member"],
+            m["seed"],
+            m["status"],
+            m["energy"],
+            m["rel_error"],
+            m["l2_error"],
         )
     status = runs[-1].result.status
     if status == "diverged":
@@ -338,21 +374,36 @@ def _train(cfg: Config, n: int, built: Built, run_dir: Path, metrics, stop, resu
     bar.update(int(state["step"]))
     profiler = ProfileWindow(run_dir / "profile", cfg.profile_steps if n == 0 else 0)
 
-    def on_log(rec: dict) -> None:
-        rec = {"state": n, **rec}
-        metrics.write(rec)
-        profiler.after(rec["step"])
-        bar.update(rec["step"] - bar.n)
-        bar.set_postfix(loss=f"{rec['loss']:.3e}", E=f"{rec['energy']:.10g}")
-        if bar.disable:
+    def on_log(records: list[dict]) -> None:
+        for rec in records:
+            metrics.write({"state": n, **rec})
+        last = records[-1]
+        profiler.after(last["step"])
+        bar.update(last["step"] - bar.n)
+        loss = min(r["loss"] for r in records)
+        energy = float(np.median([r["energy"] for r in records]))
+        bar.set_postfix(loss=f"{loss:.3e}", E=f"{energy:.10g}")
+        if not bar.disable:
+            return
+        if len(records) == 1 and "member" not in last:
             log.info(
                 "state %d step %d [%s] loss %.4e E %.12g E_R %.12g",
                 n,
-                rec["step"],
-                rec["stage"],
-                rec["loss"],
-                rec["energy"],
-                rec["rayleigh"],
+                last["step"],
+                last["stage"],
+                last["loss"],
+                last["energy"],
+                last["rayleigh"],
+            )
+        else:
+            log.info(
+                "step %d [%s] %d members: loss %.4e (best) E %.12g (median) E_R %.12g (median)",
+                last["step"],
+                last["stage"],
+                len(records),
+                loss,
+                energy,
+                float(np.median([r["rayleigh"] for r in records])),
             )
 
     callbacks = train.Callbacks(on_log=on_log, on_checkpoint=checkpoints.save, stop_requested=stop)
@@ -365,7 +416,17 @@ def _train(cfg: Config, n: int, built: Built, run_dir: Path, metrics, stop, resu
 
 
 def summarise(cfg: Config, runs: list[StateRun], basis: Basis, run_dir: Path) -> dict:
-    """Judge every state against its reference; write the plots; return summary.json."""
+    """Judge every state against its reference; write psi.csv and the plots; return
+    summary.json."""
+    potential = runs[0].built.potential
+    states, curves, x_plot = judge(runs, basis)
+    _write_psi(run_dir / "psi.csv", x_plot, curves, np.asarray(potential(x_plot), dtype=float))
+    _plots(run_dir, potential, x_plot, curves, states)
+    return _summary(cfg, runs, states, run_dir)
+
+
+def judge(runs: list[StateRun], basis: Basis):
+    """(per-state summaries, [(n, psi, reference psi)] on x_plot, x_plot)."""
     from . import evaluation  # SciPy (the reference solvers) is imported after training
 
     potential = runs[0].built.potential
@@ -388,7 +449,11 @@ def summarise(cfg: Config, runs: list[StateRun], basis: Basis, run_dir: Path) ->
         exact = ref.psi(x_plot)
         sign = np.sign(np.sum(px * exact)) or 1.0
         curves.append((r.n, sign * px / norm, exact))
-    _plots(run_dir, potential, x_plot, curves, states)
+    return states, curves, x_plot
+
+
+def _summary(cfg: Config, runs: list[StateRun], states: list[dict], run_dir: Path) -> dict:
+    potential = runs[0].built.potential
     target = states[-1]
     results = [r.result for r in runs]
     return {
@@ -413,6 +478,87 @@ def summarise(cfg: Config, runs: list[StateRun], basis: Basis, run_dir: Path) ->
         "seed": cfg.seed,
         "run_dir": str(run_dir),
     }
+
+
+def summarise_ensemble(cfg: Config, run: StateRun, run_dir: Path) -> dict:
+    """Judge each member as if it had been trained alone, into members/<i>/ (summary.json,
+    psi.csv); the run's summary.json is the member with the lowest final training loss (chosen
+    without looking at the reference) plus an "ensemble" block with every member's results and
+    the spread of their energies. The figures show all members."""
+    from . import evaluation
+
+    built, result = run.built, run.result
+    potential = built.potential
+    w, x_train = np.asarray(built.problem.w, float), np.asarray(built.problem.x, float)
+    members, curves = [], []
+    x_plot = v = None
+    for i in range(cfg.train.ensemble):
+        diverged = result.diverged_at[i]
+        res = dataclasses.replace(
+            result,
+            params=member(result.params, i),
+            history=[h for h in result.history if h.get("member") == i],
+            status="diverged" if diverged is not None else result.status,
+            stop_reason=(
+                f"non-finite loss or parameters by step {diverged}"
+                if diverged is not None
+                else result.stop_reason
+            ),
+        )
+        one = StateRun(0, built, res)
+        basis = Basis(w)
+        p, _, d2p = _evaluate(built, res.params, x_train)
+        basis.add(p, d2p)
+        states, c, x_plot = judge([one], basis)
+        v = np.asarray(potential(x_plot), dtype=float)
+        directory = run_dir / "members" / str(i)
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_psi(directory / "psi.csv", x_plot, c, v)
+        s = _summary(cfg, [one], states, directory)
+        s.update(member=i, seed=cfg.seed + i, final_loss=result.final_loss[i])
+        s["diverged_step"] = diverged
+        outputs.write_json_atomic(directory / outputs.SUMMARY, s)
+        members.append(s)
+        curves.append(c[0])
+    losses = np.array([m["final_loss"] if m["status"] != "diverged" else np.nan for m in members])
+    best = int(np.nanargmin(losses)) if np.isfinite(losses).any() else 0
+    ok = [m for m in members if m["status"] != "diverged"] or members
+    energies = np.array([m["energy"]["estimate"] for m in ok])
+    reference = members[0]["energy"]["reference"]
+    summary = {**members[best], "run_dir": str(run_dir), "seed": cfg.seed}
+    for key in ("member", "final_loss"):
+        summary.pop(key)
+    summary["status"] = result.status
+    summary["ensemble"] = {
+        "size": cfg.train.ensemble,
+        "seeds": [m["seed"] for m in members],
+        "selected_member": best,
+        "selection": "lowest final training loss",
+        "diverged_members": [m["member"] for m in members if m["status"] == "diverged"],
+        "energy": {
+            "mean": float(np.mean(energies)),
+            "std": float(np.std(energies, ddof=1)) if len(energies) > 1 else 0.0,
+            "min": float(np.min(energies)),
+            "max": float(np.max(energies)),
+            "mean_rel_error": evaluation.relative_error(float(np.mean(energies)), reference),
+        },
+        "members": [
+            {
+                "member": m["member"],
+                "seed": m["seed"],
+                "status": m["status"],
+                "final_loss": m["final_loss"],
+                "energy": m["energy"]["estimate"],
+                "rel_error": m["energy"]["rel_error"],
+                "learned_rel_error": m["energy"]["learned_rel_error"],
+                "l2_error": m["wavefunction"]["l2_error"],
+                "dir": f"members/{m['member']}",
+            }
+            for m in members
+        ],
+    }
+    _ensemble_plots(run_dir, potential, x_plot, curves, v, summary)
+    return summary
 
 
 def _state_summary(run: StateRun, p, dp, p_plot, quad, ref, potential, x_plot) -> dict:
@@ -444,8 +590,24 @@ def _state_summary(run: StateRun, p, dp, p_plot, quad, ref, potential, x_plot) -
     }
 
 
+def _write_psi(path: Path, x, curves, v) -> None:
+    """psi.csv: x, each state's PINN psi and reference (normalised, sign-aligned), V."""
+    columns = [x] + [c for _, psi, exact in curves for c in (psi, exact)] + [v]
+    names = ["x"] + [f"{k}{n}" for n, _, _ in curves for k in ("psi_", "psi_exact_")] + ["V"]
+    if len(curves) == 1:
+        names = ["x", "psi", "psi_exact", "V"]
+    np.savetxt(
+        path,
+        np.column_stack(columns),
+        delimiter=",",
+        header=",".join(names),
+        comments="",
+        fmt="%.17g",
+    )
+
+
 def _plots(run_dir: Path, potential, x, curves, states) -> None:
-    """wavefunction.png, psi.csv, energy.png, loss.png; histories come from metrics.csv."""
+    """wavefunction.png, energy.png, loss.png; histories come from metrics.csv."""
     from . import plots  # matplotlib is imported after training, not before the first step
 
     v = np.asarray(potential(x), dtype=float)
@@ -456,24 +618,30 @@ def _plots(run_dir: Path, potential, x, curves, states) -> None:
         else f"{potential.name}: states 0-{len(states) - 1}"
     )
     plots.wavefunction(run_dir / "wavefunction.png", x, curves, v, title=title)
-    columns = [x] + [c for _, psi, exact in curves for c in (psi, exact)] + [v]
-    names = ["x"] + [f"{k}{n}" for n, _, _ in curves for k in ("psi_", "psi_exact_")] + ["V"]
-    if len(curves) == 1:
-        names = ["x", "psi", "psi_exact", "V"]
-    np.savetxt(
-        run_dir / "psi.csv",
-        np.column_stack(columns),
-        delimiter=",",
-        header=",".join(names),
-        comments="",
-        fmt="%.17g",
-    )
+    _history_plots(run_dir, {s["n"]: s["energy"]["reference"] for s in states})
+
+
+def _history_plots(run_dir: Path, references: dict[int, float]) -> None:
+    from . import plots
+
     path = run_dir / outputs.METRICS
     if not path.exists():
         return
     h = {k: np.asarray(c) for k, c in outputs.read_metrics(path).items() if k != "stage"}
     if len(h.get("step", ())) == 0:
         return
-    refs = {s["n"]: s["energy"]["reference"] for s in states}
-    plots.energy(run_dir / "energy.png", h, refs)
+    plots.energy(run_dir / "energy.png", h, references)
     plots.losses(run_dir / "loss.png", h, [k for k in ("residual", "norm", "ritz") if k in h])
+
+
+def _ensemble_plots(run_dir: Path, potential, x, curves, v, summary: dict) -> None:
+    from . import plots
+
+    e = summary["ensemble"]
+    errors = [m["l2_error"] for m in e["members"] if m["status"] != "diverged"]
+    title = (
+        f"{potential.name}: {e['size']} networks, relative L2 error "
+        f"{min(errors):.1e} to {max(errors):.1e}"
+    )
+    plots.ensemble_wavefunctions(run_dir / "wavefunction.png", x, curves, v, title=title)
+    _history_plots(run_dir, {0: summary["energy"]["reference"]})

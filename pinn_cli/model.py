@@ -144,7 +144,11 @@ def make_trial_function(
     scale: float = 1.0,
     dtype=jnp.float64,
 ) -> tuple[TrialFunction, dict]:
-    """Initialise the network from `key`; return the trial function and its parameters."""
+    """Initialise the network from `key`; return the trial function and its parameters.
+
+    A batch of keys (shape (K,)) initialises K networks: every leaf gets a leading member axis,
+    and member i equals the network initialised from key[i] alone.
+    """
     kinks = tuple(breakpoints) if breakpoint_features else ()
 
     def make(k):
@@ -152,8 +156,10 @@ def make_trial_function(
         return MLP(1 + len(kinks), width, depth, act, dtype=dtype, rngs=nnx.Rngs(params=k))
 
     # One compiled initialisation instead of a dozen eagerly compiled ops (same numbers).
-    graphdef = nnx.graphdef(nnx.eval_shape(make, key))
-    params = jax.jit(lambda k: nnx.to_pure_dict(nnx.state(make(k))))(key)
+    one = key if key.ndim == 0 else key[0]
+    graphdef = nnx.graphdef(nnx.eval_shape(make, one))
+    init = lambda k: nnx.to_pure_dict(nnx.state(make(k)))  # noqa: E731
+    params = jax.jit(init if key.ndim == 0 else jax.vmap(init))(key)
     return TrialFunction(graphdef, tuple(domain), kinks, output, scale), params
 
 

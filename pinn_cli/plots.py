@@ -40,19 +40,44 @@ def wavefunction(path: Path, x, curves, v, *, title: str = "") -> None:
     _save(fig, path)
 
 
+def ensemble_wavefunctions(path: Path, x, curves, v, *, title: str = "") -> None:
+    """Every member's psi (thin) over the reference (thick, faint); V(x) drawn behind.
+
+    curves: [(n, psi, psi_reference)] per member, each normalised and sign-aligned.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    pot = ax.twinx()
+    pot.fill_between(x, np.min(v), v, color="0.85", label="V(x)", zorder=0)
+    pot.set_ylabel("V(x)", color="0.45")
+    pot.tick_params(axis="y", colors="0.45")
+    ax.set_zorder(pot.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    ax.plot(x, curves[0][2], color="k", lw=3, alpha=0.3, label="reference")
+    for i, (_, psi, _) in enumerate(curves):
+        ax.plot(x, psi, color=f"C{i % 10}", lw=0.9, ls="--", label=f"member {i}")
+    ax.set_xlabel("x")
+    ax.set_ylabel("psi(x)")
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize="x-small", ncol=2)
+    _save(fig, path)
+
+
 def _by_state(h: dict):
-    states = h.get("state", np.zeros_like(h["step"]))
-    for n in np.unique(states):
-        yield int(n), states == n
+    """(label, rows) per curve: one per state, or one per member of an ensemble."""
+    key = "member" if "member" in h else "state"
+    groups = h.get(key, np.zeros_like(h["step"]))
+    for n in np.unique(groups):
+        yield int(n), groups == n
 
 
 def energy(path: Path, h: dict, references: dict[int, float]) -> None:
     """Energy against step (trained or fixed E and Rayleigh quotient) with the references, and
     their relative errors, one colour per state."""
     fig, (ax, err) = plt.subplots(1, 2, figsize=(10, 4))
+    members = "member" in h
     for i, (n, rows) in enumerate(_by_state(h)):
-        steps, ref = h["step"][rows], references.get(n)
-        tag = "" if len(references) == 1 else f" n={n}"
+        steps, ref = h["step"][rows], references.get(0 if members else n)
+        tag = f" member {n}" if members else ("" if len(references) == 1 else f" n={n}")
         ax.plot(steps, h["energy"][rows], color=f"C{i}", label=f"E{tag}")
         ax.plot(steps, h["rayleigh"][rows], color=f"C{i}", ls="--", label=f"Rayleigh{tag}")
         if ref is None:
@@ -77,7 +102,8 @@ def losses(path: Path, h: dict, keys: list[str]) -> None:
             values = np.abs(h[key][rows])
             ok = np.isfinite(values)
             if ok.any():
-                label = key if n == 0 and i == 0 else (f"{key} n={n}" if j == 0 else None)
+                tag = "member " if "member" in h else "n="
+                label = key if n == 0 and i == 0 else (f"{key} {tag}{n}" if j == 0 else None)
                 ax.semilogy(
                     h["step"][rows][ok],
                     np.maximum(values[ok], 1e-300),

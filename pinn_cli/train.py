@@ -85,19 +85,21 @@ def make_problem(
     )
 
 
-def init_params(problem: Problem, net_params, energy_init: float | None) -> dict:
+def init_params(problem: Problem, net_params, energy_init: float | None, members: int = 1) -> dict:
     """Trainable pytree: {"net": ...} plus {"energy": ...} when E is learned.
 
     A learned energy starts at `energy_init`, or at the lower bound min V + (pi / L)^2 of every
     eigenvalue. Starting below the spectrum lets the residual pull E up to the ground state; a
     start above it (e.g. the Rayleigh quotient of a random psi, spread over a deep well's walls)
-    can settle on a state of a forbidden region instead.
+    can settle on a state of a forbidden region instead. With members > 1 every leaf has a
+    leading member axis.
     """
     params = {"net": net_params}
     if problem.fixed_energy is None:
         if energy_init is None:
             energy_init = float(jnp.min(problem.v)) + problem.energy_scale
-        params["energy"] = jnp.asarray(energy_init / problem.energy_scale, problem.x.dtype)
+        shape = () if members == 1 else (members,)
+        params["energy"] = jnp.full(shape, energy_init / problem.energy_scale, problem.x.dtype)
     return params
 
 
@@ -152,20 +154,33 @@ def make_schedule(kind: str, lr: float, lr_final: float, steps: int) -> optax.Sc
 def make_residual_jacobian(problem: Problem, unravel: Callable) -> tuple[Callable, Callable]:
     """(flat -> r, flat -> (r, J)) with ||r||^2 equal to the residual loss.
 
-    Each point's psi and psi'' depend on the parameters through one scalar network evaluation, so
-    their gradient rows cost a small multiple of that evaluation: a vmap of per-point reverse-mode
-    gradients builds J for about the cost of a few forward passes over the batch. Projection on
-    the lower states and the normalisation are linear maps applied afterwards.
+    Row i of J is the gradient of point i's residual -psi_i'' + (V_i - E) psi_i. That scalar
+    depends on the parameters through one network evaluation at x_i, so a vmap of per-point
+    reverse-mode gradients builds the rows for about one backward pass over the batch. What
+    couples the points (projection on the lower states, the normalisation) is low rank: it adds
+    the Jacobians of a few scalar functionals (one backward pass each) as outer products.
     """
     sw = jnp.sqrt(problem.w)
-
-    def point(flat, x):
-        p, _, d2p = derivatives(problem.psi, unravel(flat)["net"], x)
-        return jnp.stack([p, d2p])
-
-    jac_point = jax.vmap(jax.jacrev(point), in_axes=(None, 0))
-    val_point = jax.vmap(point, in_axes=(None, 0))
     energy_of = lambda flat: problem.energy(unravel(flat))  # noqa: E731
+
+    def point(flat, x, v):
+        """(residual at x before projection, (psi, psi''))."""
+        p, _, d2p = derivatives(problem.psi, unravel(flat)["net"], x)
+        return -d2p + (v - energy_of(flat)) * p, (p, d2p)
+
+    grad_point = jax.vmap(jax.grad(point, has_aux=True), in_axes=(None, 0, 0))
+    val_point = jax.vmap(point, in_axes=(None, 0, 0))
+
+    def projected_norm2(flat):
+        """integral(psi^2) of the projected psi."""
+        _, (p, d2p) = val_point(flat, problem.x, problem.v)
+        return jnp.sum(problem.w * problem.project(p, d2p)[0] ** 2)
+
+    def overlaps(flat):
+        """c = <lower_k, psi>: projection removes lower_p @ c from psi and lower_d2p @ c from
+        psi''."""
+        _, (p, _) = val_point(flat, problem.x, problem.v)
+        return problem.lower_p.T @ (problem.w * p)
 
     def finish(res, p):
         n2 = jnp.sum(problem.w * p**2)
@@ -174,20 +189,23 @@ def make_residual_jacobian(problem: Problem, unravel: Callable) -> tuple[Callabl
         return jnp.append(sw * res, jnp.sqrt(problem.norm_weight) * (n2 - 1.0)), n2
 
     def residual_vector(flat):
-        pd = val_point(flat, problem.x)
-        p, d2p = problem.project(pd[:, 0], pd[:, 1])
+        _, (p, d2p) = val_point(flat, problem.x, problem.v)
+        p, d2p = problem.project(p, d2p)
         return finish(-d2p + (problem.v - energy_of(flat)) * p, p)[0]
 
     def with_jacobian(flat):
-        pd = val_point(flat, problem.x)
-        jac = jac_point(flat, problem.x)
-        p, d2p = problem.project(pd[:, 0], pd[:, 1])
-        jp, jd2p = problem.project(jac[:, 0, :], jac[:, 1, :])
-        energy, d_energy = jax.value_and_grad(energy_of)(flat)
+        j_res, (p, d2p) = grad_point(flat, problem.x, problem.v)
+        energy = energy_of(flat)
+        if problem.lower_p is not None:
+            # The projected residual is q + u @ c, u = lower_d2p - (V - E) lower_p, E maybe learned.
+            c, j_c = overlaps(flat), jax.jacrev(overlaps)(flat)
+            u = problem.lower_d2p - (problem.v - energy)[:, None] * problem.lower_p
+            d_energy = jax.grad(energy_of)(flat)
+            j_res = j_res + u @ j_c + (problem.lower_p @ c)[:, None] * d_energy[None, :]
+            p, d2p = problem.project(p, d2p)
         res = -d2p + (problem.v - energy) * p
-        j_res = -jd2p + (problem.v - energy)[:, None] * jp - p[:, None] * d_energy[None, :]
         r, n2 = finish(res, p)
-        g_n2 = 2.0 * (problem.w * p) @ jp
+        g_n2 = jax.grad(projected_norm2)(flat)
         if problem.normalization == "hard":
             jr = (sw / jnp.sqrt(n2))[:, None] * j_res - (r / (2.0 * n2))[:, None] * g_n2[None, :]
             return r, jr
@@ -205,26 +223,30 @@ def make_lm_step(problem: Problem, unravel: Callable) -> Callable:
     residual_vector, with_jacobian = make_residual_jacobian(problem, unravel)
 
     def solve(jac, r, mu):
-        """delta = -(J^T J + mu I)^-1 J^T r, in whichever of the two spaces is smaller.
+        """(delta, J delta) with delta = -(J^T J + mu I)^-1 J^T r, solved in whichever of the
+        two spaces is smaller.
 
         With fewer residuals M than parameters P the identity
-        (J^T J + mu I)^-1 J^T = J^T (J J^T + mu I)^-1 turns a P x P system into an M x M one.
+        (J^T J + mu I)^-1 J^T = J^T (J J^T + mu I)^-1 turns a P x P system into an M x M one,
+        and J delta = -(J J^T) z comes from the M x M matrix without another pass over J.
         """
         m, p = jac.shape
         if m < p:
-            k = jac @ jac.T + mu * jnp.eye(m, dtype=jac.dtype)
-            return -jac.T @ jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(k), r)
+            gram = jac @ jac.T
+            k = gram + mu * jnp.eye(m, dtype=jac.dtype)
+            z = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(k), r)
+            return -jac.T @ z, -gram @ z
         a = jac.T @ jac + mu * jnp.eye(p, dtype=jac.dtype)
-        return -jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(a), jac.T @ r)
+        delta = -jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(a), jac.T @ r)
+        return delta, jac @ delta
 
     def step(flat, mu, nu):
         r, jac = with_jacobian(flat)
         loss = r @ r
         mu = jnp.where(mu < 0, 1e-3 * jnp.max(jnp.sum(jac**2, axis=0)), mu)
-        delta = solve(jac, r, mu)
+        delta, j_delta = solve(jac, r, mu)
         r_new = residual_vector(flat + delta)
         loss_new = r_new @ r_new
-        j_delta = jac @ delta
         predicted = -(2.0 * r @ j_delta + j_delta @ j_delta)
         rho = (loss - loss_new) / predicted
         ok = jnp.isfinite(loss_new) & jnp.all(jnp.isfinite(delta)) & (rho > 0)
@@ -249,6 +271,21 @@ class Stage:
     block: Callable  # jitted (params, opt_state, n static) -> (params, opt_state, total, terms)
     lr: Callable[[int], float]  # step within the stage -> learning rate, for the log
     enter: Callable | None = None  # params -> params when the stage starts (not on resume)
+
+
+def for_members(stage: Stage, members: int) -> Stage:
+    """The stage for an ensemble: every argument and result of `block` and `init` carries a
+    leading member axis, and one compiled program advances all members together."""
+    if members == 1:
+        return stage
+    block = stage.block.__wrapped__  # the plain Python block under jax.jit
+
+    def ensemble_block(params, opt_state, n):
+        return jax.vmap(lambda p, o: block(p, o, n))(params, opt_state)
+
+    return dataclasses.replace(
+        stage, init=jax.vmap(stage.init), block=jax.jit(ensemble_block, static_argnums=2)
+    )
 
 
 def _scan_block(loss: Callable, update: Callable) -> Callable:
@@ -334,6 +371,7 @@ class Settings:
     refine: str = "lm"
     refine_steps: int = 300
     refine_tol: float = 1e-15
+    ensemble: int = 1  # networks trained side by side; > 1: every state leaf has a member axis
 
 
 @dataclass
@@ -344,18 +382,22 @@ class FitResult:
     step: int = 0
     history: list[dict] = field(default_factory=list)
     compile_s: float = 0.0
-    ms_per_step: dict[str, float] = field(default_factory=dict)
+    ms_per_step: dict[str, float] = field(default_factory=dict)  # per step of all members
+    # Ensembles: the step at which each member diverged (None: it did not). A diverged member
+    # keeps its last finite parameters; the run diverges only when every member has.
+    diverged_at: list[int | None] = field(default_factory=list)
+    final_loss: list[float] = field(default_factory=list)  # each member's last finite loss
 
 
 @dataclass
 class Callbacks:
-    on_log: Callable[[dict], None] = lambda rec: None
+    on_log: Callable[[list[dict]], None] = lambda recs: None  # one record per member
     on_checkpoint: Callable[[int, Any], None] = lambda step, state: None
     stop_requested: Callable[[], bool] = lambda: False
 
 
 def make_stages(problem: Problem, settings: Settings, params_like) -> list[tuple[Stage, int]]:
-    """[(stage, number of steps)] in order."""
+    """[(stage, number of steps)] in order. `params_like`: one member's parameters."""
     loss = make_loss(problem)
     schedule = make_schedule(settings.lr_schedule, settings.lr, settings.lr_final, settings.steps)
     stages = [(adam_stage(make_loss(problem, problem.first_stage), schedule), settings.steps)]
@@ -364,9 +406,11 @@ def make_stages(problem: Problem, settings: Settings, params_like) -> list[tuple
     elif settings.refine == "lbfgs":
         stages.append((lbfgs_stage(loss), settings.refine_steps))
     if problem.first_stage == "ritz":
+        if settings.ensemble > 1:
+            raise ValueError("ensembles train ground states only (no Rayleigh-Ritz stage)")
         enter = functools.partial(ritz_output_layer, problem)
         stages[1:] = [(dataclasses.replace(st, enter=enter), n) for st, n in stages[1:]]
-    return stages
+    return [(for_members(st, settings.ensemble), n) for st, n in stages]
 
 
 def ritz_output_layer(problem: Problem, params) -> dict:
@@ -425,8 +469,11 @@ def fit(
 ) -> FitResult:
     """Run every stage from `state["step"]` (0, or a restored checkpoint's step) to the end."""
     callbacks = callbacks or Callbacks()
-    diagnostics = jax.jit(lambda p: (problem.energy(p), rayleigh(problem, p)))
+    diagnose = lambda p: (problem.energy(p), rayleigh(problem, p))  # noqa: E731
+    diagnostics = jax.jit(diagnose if settings.ensemble == 1 else jax.vmap(diagnose))
     result = FitResult(params=state["params"], step=int(state["step"]))
+    result.diverged_at = [None] * settings.ensemble
+    result.final_loss = [float("nan")] * settings.ensemble
     t0, offset = time.perf_counter(), 0
     for stage, n_steps in stages:
         block_size = settings.log_every if stage.name == "adam" else REFINE_BLOCK
@@ -449,6 +496,7 @@ def _run_stage(stage, offset, n_steps, block_size, settings, state, diag, callba
     compiled: dict[int, Callable] = {}
     run_s = run_steps = 0
     previous = None
+    alive = np.array([d is None for d in result.diverged_at])
     while int(state["step"]) < end:
         step = int(state["step"])
         n = min(block_size - (step - offset) % block_size, end - step)
@@ -459,29 +507,44 @@ def _run_stage(stage, offset, n_steps, block_size, settings, state, diag, callba
             result.compile_s += time.perf_counter() - tc
         tr = time.perf_counter()
         params, opt_state, total, terms = compiled[n](params, opt_state)
-        total = float(total)  # waits for the block
+        total = np.atleast_1d(np.asarray(total, dtype=float))  # waits for the block
         run_s, run_steps = run_s + time.perf_counter() - tr, run_steps + n
         step += n
-        if not (math.isfinite(total) and _finite(params)):
+        finite = np.isfinite(total) & _finite_members(params, settings.ensemble)
+        for i in np.flatnonzero(alive & ~finite):
+            result.diverged_at[i] = step
+        alive &= finite
+        if not alive.any():
             result.status = "diverged"
             result.stop_reason = f"non-finite loss or parameters in {stage.name} by step {step}"
             result.step = step
             return state  # the last good state
+        if not finite.all():  # some members diverged: they keep their last finite state
+            params, opt_state = _where_members(
+                finite, (params, opt_state), (state["params"], state["opt"][stage.name])
+            )
         state = {
             "params": params,
             "opt": {**state["opt"], stage.name: opt_state},
             "step": jnp.asarray(step, jnp.int32),
         }
         result.step = step
-        energy, rq = diag(params)
-        rec = {"step": step, "stage": stage.name, "loss": total}
-        rec.update({k: float(v) for k, v in terms.items()})
-        rec.update(energy=float(energy), rayleigh=float(rq), lr=stage.lr(step - offset))
-        rec["elapsed_s"] = time.perf_counter() - t0
-        result.history.append(rec)
-        callbacks.on_log(rec)
+        energy, rq = (np.atleast_1d(np.asarray(a, dtype=float)) for a in diag(params))
+        terms = {k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in terms.items()}
+        records = []
+        for i in np.flatnonzero(alive):
+            rec = {"step": step, "stage": stage.name, "loss": float(total[i])}
+            if settings.ensemble > 1:
+                rec = {"member": int(i), **rec}
+            rec.update({k: float(v[i]) for k, v in terms.items()})
+            rec.update(energy=float(energy[i]), rayleigh=float(rq[i]), lr=stage.lr(step - offset))
+            rec["elapsed_s"] = time.perf_counter() - t0
+            records.append(rec)
+            result.final_loss[i] = float(total[i])
+        result.history.extend(records)
+        callbacks.on_log(records)
         stop = callbacks.stop_requested()
-        converged = _stalled(stage, previous, total, settings.refine_tol)
+        converged = _stalled(stage, previous, total, settings.refine_tol, alive)
         if converged:  # the stage is over: a resume from this checkpoint skips the rest
             state["step"] = jnp.asarray(end, jnp.int32)
         if step % settings.checkpoint_every == 0 or step == end or stop or converged:
@@ -490,7 +553,8 @@ def _run_stage(stage, offset, n_steps, block_size, settings, state, diag, callba
             result.status, result.stop_reason = "interrupted", f"interrupted at step {step}"
             break
         if converged:
-            result.stop_reason = f"{stage.name} converged: loss {total:.3e} stopped decreasing"
+            loss = float(np.min(total[alive]))
+            result.stop_reason = f"{stage.name} converged: loss {loss:.3e} stopped decreasing"
             break
         previous = total
     if run_steps:
@@ -498,12 +562,30 @@ def _run_stage(stage, offset, n_steps, block_size, settings, state, diag, callba
     return state
 
 
-def _stalled(stage: Stage, previous: float | None, total: float, tol: float) -> bool:
-    """A refinement stage stops once a whole block no longer lowers the loss by a fraction > tol."""
+def _stalled(stage: Stage, previous, total, tol: float, alive) -> bool:
+    """A refinement stage stops once a whole block no longer lowers the loss by a fraction > tol,
+    for every member still training."""
     if stage.name == "adam" or previous is None:
         return False
-    return total == 0.0 or (previous - total) <= tol * previous
+    stalled = (total == 0.0) | ((previous - total) <= tol * previous)
+    return bool(np.all(stalled[alive]))
 
 
-def _finite(tree) -> bool:
-    return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(tree))
+def _finite_members(tree, members: int) -> np.ndarray:
+    """Per member (or for the single network, as an array of one): are all its leaves finite?"""
+    ok = np.ones(members, dtype=bool)
+    for leaf in jax.tree.leaves(tree):
+        finite = jnp.isfinite(leaf)
+        axes = tuple(range(1 if members > 1 else 0, leaf.ndim))
+        ok &= np.atleast_1d(np.asarray(jnp.all(finite, axis=axes)))
+    return ok
+
+
+def _where_members(keep: np.ndarray, new, old):
+    """Member-wise choice between two stacked pytrees: new where keep[i], else old."""
+
+    def pick(a, b):
+        mask = jnp.asarray(keep).reshape((-1,) + (1,) * (a.ndim - 1))
+        return jnp.where(mask, a, b)
+
+    return jax.tree.map(pick, new, old)

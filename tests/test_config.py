@@ -61,6 +61,7 @@ BAD = [
     ("model.activation", "swishy", "swishy"),
     ("optim.refine", "newton", "newton"),
     ("loss.normalization", "soft", "soft"),
+    ("train.ensemble", 0, "train.ensemble=0"),
 ]
 
 
@@ -81,6 +82,7 @@ def test_impossible_values_name_the_value(composer, key, value, needle):
         (["potential=barrier", "potential.width=2.0"], "inside potential.domain"),
         (["potential.domain=[1,0]"], "lo < hi"),
         (["potential=finite_well", "energy=fixed"], "energy.value"),
+        (["train.ensemble=4", "state=1"], "state=0 or train.ensemble=1"),
     ],
 )
 def test_impossible_potentials(composer, overrides, needle):

@@ -159,3 +159,25 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
     )
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "not a run folder" in proc.stderr
+
+
+@pytest.mark.slow
+def test_ensemble_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
+    args = [*LONG, "train.ensemble=3", "potential=finite_well"]
+    whole = tmp_path / "whole"
+    assert start(whole, *args).wait(timeout=600) == 0
+    run_dir = tmp_path / "killed"
+    proc = start(run_dir, *args)
+    wait_for_checkpoint(run_dir, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert checkpoint_steps(run_dir)[-1] < 4000
+    resumed = subprocess.run(
+        [str(BIN / "pinn-run"), f"resume={run_dir}"], capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert metrics(run_dir) == metrics(whole)
+    for i in range(3):
+        a = json.loads((run_dir / f"members/{i}/summary.json").read_text())
+        b = json.loads((whole / f"members/{i}/summary.json").read_text())
+        assert a["energy"] == b["energy"] and a["wavefunction"] == b["wavefunction"]

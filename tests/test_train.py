@@ -70,26 +70,37 @@ def test_learned_energy_converges_on_jump_potentials(tmp_path, potential, overri
     assert s["wavefunction"]["l2_error"] < 1e-3
 
 
-def test_levenberg_marquardt_jacobian_matches_autodiff():
-    """The per-point Jacobian assembly equals jax.jacfwd of the whole residual vector."""
+@pytest.mark.parametrize(
+    "overrides, lower_states",
+    [
+        (["loss.normalization=hard"], 0),
+        (["loss.normalization=penalty"], 0),
+        (["loss.normalization=hard"], 2),
+        (["loss.normalization=penalty", "energy=fixed", "energy.value=30.0"], 1),
+    ],
+)
+def test_levenberg_marquardt_jacobian_matches_autodiff(overrides, lower_states):
+    """The Jacobian assembly (per-point rows plus low-rank terms for the projection and the
+    normalisation) equals jax.jacfwd of the whole residual vector."""
     from jax.flatten_util import ravel_pytree
 
-    for normalization in ("hard", "penalty"):
-        built = experiment.build(
-            config(
-                "potential=barrier",
-                "model.width=4",
-                "train.points=24",
-                f"loss.normalization={normalization}",
-            )
-        )
-        flat, unravel = ravel_pytree(built.state["params"])
-        residual_vector, with_jacobian = train.make_residual_jacobian(built.problem, unravel)
-        r, jac = with_jacobian(flat)
-        np.testing.assert_allclose(r, residual_vector(flat), rtol=1e-13, atol=1e-13)
-        np.testing.assert_allclose(jac, jax.jacfwd(residual_vector)(flat), rtol=1e-9, atol=1e-9)
-        loss = train.make_loss(built.problem)(built.state["params"])[0]
-        assert float(r @ r) == pytest.approx(float(loss), rel=1e-12)
+    cfg = config("potential=barrier", "model.width=4", "train.points=24", *overrides)
+    lower = None
+    if lower_states:  # any W-orthonormal functions on the grid will do as "lower states"
+        x = np.asarray(experiment.build(cfg).problem.x)
+        w = np.asarray(experiment.build(cfg).problem.w)
+        f = np.stack([np.sin((k + 1) * np.pi * (x + 1.0) / 2.0) for k in range(lower_states)], 1)
+        q, _ = np.linalg.qr(np.sqrt(w)[:, None] * f)
+        f = q / np.sqrt(w)[:, None]
+        lower = (f, f * np.linspace(-3.0, 5.0, x.size)[:, None])
+    built = experiment.build(cfg, n=lower_states, lower=lower)
+    flat, unravel = ravel_pytree(built.state["params"])
+    residual_vector, with_jacobian = train.make_residual_jacobian(built.problem, unravel)
+    r, jac = with_jacobian(flat)
+    np.testing.assert_allclose(r, residual_vector(flat), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(jac, jax.jacfwd(residual_vector)(flat), rtol=1e-9, atol=1e-9)
+    loss = train.make_loss(built.problem)(built.state["params"])[0]
+    assert float(r @ r) == pytest.approx(float(loss), rel=1e-12)
 
 
 def test_blocks_resume_bit_identically():
