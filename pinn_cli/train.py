@@ -387,6 +387,7 @@ class FitResult:
     # keeps its last finite parameters; the run diverges only when every member has.
     diverged_at: list[int | None] = field(default_factory=list)
     final_loss: list[float] = field(default_factory=list)  # each member's last finite loss
+    first_step_at: float | None = None  # perf_counter() when the first compiled block started
 
 
 @dataclass
@@ -506,6 +507,7 @@ def _run_stage(stage, offset, n_steps, block_size, settings, state, diag, callba
             compiled[n] = stage.block.lower(params, opt_state, n).compile()
             result.compile_s += time.perf_counter() - tc
         tr = time.perf_counter()
+        result.first_step_at = result.first_step_at or tr
         params, opt_state, total, terms = compiled[n](params, opt_state)
         total = np.atleast_1d(np.asarray(total, dtype=float))  # waits for the block
         run_s, run_steps = run_s + time.perf_counter() - tr, run_steps + n
