@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,sweeps]"
 	touch $(STAMP)
 
-.PHONY: help install run test test-slow test-all lint format bench bench-speed clean
+.PHONY: help install run test test-slow test-all lint format bench bench-speed bench-ensemble clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ bench: $(STAMP) ## accuracy benchmark: defaults and parameter variants (writes b
 
 bench-speed: $(STAMP) ## speed benchmark against the PyTorch and DeepXDE peers
 	$(BIN)/python -m benchmarks.speed --out bench-results/speed.md
+
+bench-ensemble: $(STAMP) ## train.ensemble=K against one network, per stage and whole runs
+	$(BIN)/python -m benchmarks.ensemble --out bench-results/ensemble.md
 
 clean: ## remove the virtual environment and run outputs
 	rm -rf $(VENV) outputs multirun bench-results
