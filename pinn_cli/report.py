@@ -42,8 +42,11 @@ SUMMARY_COLUMNS = {
     "wall_s": ("timing", "wall_s"),
     "ms_per_step": ("timing", "ms_per_step"),
     "config_hash": ("provenance", "config_hash"),
+    "ensemble.size": ("ensemble", "size"),
+    "ensemble.energy_std": ("ensemble", "energy", "std"),  # spread over the members
 }
-OPTIONAL_COLUMNS = {"config_hash"}  # only when some job's summary has it
+# Only when some job's summary has them.
+OPTIONAL_COLUMNS = {"config_hash", "ensemble.size", "ensemble.energy_std"}
 
 LOG_LINE = re.compile(r"^\[[^\]]*\]\[([^\]]*)\]\[([A-Z]+)\] - (.*)$")  # Hydra's job_logging format
 NOTHING_LOGGED = "no summary.json and an empty log: still running, killed, or failed before logging"

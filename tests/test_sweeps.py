@@ -511,3 +511,23 @@ def test_report_module_does_not_import_jax():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
     assert re.search(r"no such folder", out.stderr)
+
+
+def test_report_shows_the_spread_of_ensemble_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    single = summary(1e-6)
+    ensemble = {**summary(2e-6), "ensemble": {"size": 8, "energy": {"std": 3e-9}}}
+    fake_job(sweep, 0, ["train.ensemble=1"], single)
+    fake_job(sweep, 1, ["train.ensemble=8"], ensemble)
+    assert report.main([str(sweep)]) == 0
+    rows = {r["job"]: r for r in read_csv(sweep / "summary.csv")}
+    assert rows["1"]["ensemble.size"] == "8" and float(rows["1"]["ensemble.energy_std"]) == 3e-9
+    assert rows["0"]["ensemble.size"] == "" and rows["0"]["ensemble.energy_std"] == ""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "multirun.yaml").write_text("hydra: {}\n")
+    fake_job(plain, 0, ["seed=0"], single)
+    assert report.main([str(plain)]) == 0
+    assert "ensemble.size" not in read_csv(plain / "summary.csv")[0]
