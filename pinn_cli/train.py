@@ -268,9 +268,22 @@ REFINE_BLOCK = 10  # refinement steps per compiled block (and per log row)
 class Stage:
     name: str
     init: Callable  # params -> opt_state
-    block: Callable  # jitted (params, opt_state, n static) -> (params, opt_state, total, terms)
+    raw: Callable  # (params, opt_state, n) -> (params, opt_state, total, terms), not jitted
     lr: Callable[[int], float]  # step within the stage -> learning rate, for the log
     enter: Callable | None = None  # params -> params when the stage starts (not on resume)
+    members: int = 1  # > 1: every argument and result of `raw` has a leading member axis
+
+    @functools.cached_property
+    def block(self) -> Callable:
+        """`raw` compiled, with n static; vmapped over the members of an ensemble."""
+        if self.members == 1:
+            return jax.jit(self.raw, static_argnums=2)
+        raw = self.raw
+
+        def ensemble(params, opt_state, n):
+            return jax.vmap(lambda p, o: raw(p, o, n))(params, opt_state)
+
+        return jax.jit(ensemble, static_argnums=2)
 
 
 def for_members(stage: Stage, members: int) -> Stage:
@@ -278,18 +291,11 @@ def for_members(stage: Stage, members: int) -> Stage:
     leading member axis, and one compiled program advances all members together."""
     if members == 1:
         return stage
-    block = stage.block.__wrapped__  # the plain Python block under jax.jit
-
-    def ensemble_block(params, opt_state, n):
-        return jax.vmap(lambda p, o: block(p, o, n))(params, opt_state)
-
-    return dataclasses.replace(
-        stage, init=jax.vmap(stage.init), block=jax.jit(ensemble_block, static_argnums=2)
-    )
+    return dataclasses.replace(stage, init=jax.vmap(stage.init), members=members)
 
 
 def _scan_block(loss: Callable, update: Callable) -> Callable:
-    """A jitted block of n steps of `update(params, opt_state, total, grads)`."""
+    """A block of n steps of `update(params, opt_state, total, grads)`."""
     value_and_grad = jax.value_and_grad(loss, has_aux=True)
 
     def one_step(carry, _):
@@ -302,7 +308,7 @@ def _scan_block(loss: Callable, update: Callable) -> Callable:
         total, terms = loss(params)
         return params, opt_state, total, terms
 
-    return jax.jit(block, static_argnums=2)
+    return block
 
 
 def adam_stage(loss: Callable, schedule: optax.Schedule) -> Stage:
@@ -351,7 +357,7 @@ def lm_stage(problem: Problem, loss: Callable, params_like) -> Stage:
         total, terms = loss(params)
         return params, {"mu": mu, "nu": nu}, total, terms
 
-    return Stage("lm", init, jax.jit(block, static_argnums=2), lambda k: float("nan"))
+    return Stage("lm", init, block, lambda k: float("nan"))
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """train.ensemble=K: K networks in one vmapped program, each judged as if trained alone."""
 
 import csv
+import dataclasses
 import json
 
 import jax
@@ -72,7 +73,9 @@ def poisoned_fit(members, after=3):
     )
     built = experiment.build(cfg)
     (stage, n), *rest = built.stages
-    stage = stage.__class__(**{**stage.__dict__, "block": Poisoned(stage.block, members, after)})
+    poisoned = dataclasses.replace(stage)
+    poisoned.__dict__["block"] = Poisoned(stage.block, members, after)  # over the cached jit
+    stage = poisoned
     seen = []
     callbacks = train.Callbacks(on_log=lambda records: seen.append(records))
     result = train.fit(built.problem, built.settings, built.state, [(stage, n), *rest], callbacks)
