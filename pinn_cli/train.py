@@ -459,12 +459,18 @@ def ritz_output_layer(problem: Problem, params) -> dict:
 
 
 def init_state(stages, params) -> dict:
-    """The checkpointed training state: parameters, every stage's optimiser state, the step."""
-    return {
+    """The checkpointed training state: parameters, every stage's optimiser state, the step;
+    for an ensemble also the step at which each member diverged (-1: it has not), so that a
+    resumed run keeps a diverged member frozen as the uninterrupted run would."""
+    state = {
         "params": params,
         "opt": {stage.name: stage.init(params) for stage, _ in stages},
         "step": jnp.asarray(0, jnp.int32),
     }
+    members = stages[0][0].members if stages else 1
+    if members > 1:
+        state["diverged_at"] = jnp.full(members, -1, jnp.int32)
+    return state
 
 
 def fit(
@@ -480,6 +486,8 @@ def fit(
     diagnostics = jax.jit(diagnose if settings.ensemble == 1 else jax.vmap(diagnose))
     result = FitResult(params=state["params"], step=int(state["step"]))
     result.diverged_at = [None] * settings.ensemble
+    if "diverged_at" in state:  # an ensemble's record, restored with its checkpoint
+        result.diverged_at = [None if d < 0 else int(d) for d in np.asarray(state["diverged_at"])]
     result.final_loss = [float("nan")] * settings.ensemble
     t0, offset = time.perf_counter(), 0
     for stage, n_steps in stages:
@@ -527,15 +535,19 @@ def _run_stage(stage, offset, n_steps, block_size, settings, state, diag, callba
             result.stop_reason = f"non-finite loss or parameters in {stage.name} by step {step}"
             result.step = step
             return state  # the last good state
-        if not finite.all():  # some members diverged: they keep their last finite state
+        if not alive.all():  # diverged members keep their last finite state
             params, opt_state = _where_members(
-                finite, (params, opt_state), (state["params"], state["opt"][stage.name])
+                alive, (params, opt_state), (state["params"], state["opt"][stage.name])
             )
         state = {
+            **state,
             "params": params,
             "opt": {**state["opt"], stage.name: opt_state},
             "step": jnp.asarray(step, jnp.int32),
         }
+        if "diverged_at" in state:
+            record = [-1 if d is None else d for d in result.diverged_at]
+            state["diverged_at"] = jnp.asarray(record, jnp.int32)
         result.step = step
         energy, rq = (np.atleast_1d(np.asarray(a, dtype=float)) for a in diag(params))
         terms = {k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in terms.items()}

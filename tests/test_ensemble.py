@@ -67,18 +67,20 @@ class Poisoned:
         return type("Lowered", (), {"compile": lambda _: run})()
 
 
-def poisoned_fit(members, after=3):
-    cfg = config(
-        *SMALL, "potential=finite_well", "train.ensemble=3", "train.log_every=25", "optim=adam"
-    )
-    built = experiment.build(cfg)
+ENSEMBLE = [*SMALL, "potential=finite_well", "train.ensemble=3", "optim=adam"]
+BLOCKS = ["train.log_every=25", "train.checkpoint_every=25"]
+
+
+def poisoned_fit(members, after=3, on_checkpoint=lambda step, state: None):
+    built = experiment.build(config(*ENSEMBLE, *BLOCKS))
     (stage, n), *rest = built.stages
     poisoned = dataclasses.replace(stage)
     poisoned.__dict__["block"] = Poisoned(stage.block, members, after)  # over the cached jit
-    stage = poisoned
     seen = []
-    callbacks = train.Callbacks(on_log=lambda records: seen.append(records))
-    result = train.fit(built.problem, built.settings, built.state, [(stage, n), *rest], callbacks)
+    callbacks = train.Callbacks(on_log=seen.append, on_checkpoint=on_checkpoint)
+    result = train.fit(
+        built.problem, built.settings, built.state, [(poisoned, n), *rest], callbacks
+    )
     return result, seen
 
 
@@ -129,3 +131,21 @@ def test_ensemble_run_folder(tmp_path, pinn_run):
     assert len({sum(r["member"] == m for r in rows) for m in "012"}) == 1
     for name in ("wavefunction.png", "energy.png", "loss.png"):
         assert (run_dir / name).stat().st_size > 0
+
+
+def test_a_resumed_ensemble_keeps_a_diverged_member_frozen():
+    saved = {}
+    whole, _ = poisoned_fit(
+        [1], after=3, on_checkpoint=lambda step, state: saved.update({step: state})
+    )
+    assert [int(d) for d in saved[100]["diverged_at"]] == [-1, 75, -1]
+    built = experiment.build(config(*ENSEMBLE, *BLOCKS))  # not poisoned: member 1 would train
+    resumed = train.fit(built.problem, built.settings, saved[100], built.stages)
+    assert resumed.diverged_at == [None, 75, None] and resumed.status == "completed"
+    for a, b, c in zip(
+        *(jax.tree.leaves(r) for r in (resumed.params, whole.params, saved[100]["params"]))
+    ):
+        assert np.array_equal(a[1], c[1])  # frozen where it diverged
+        np.testing.assert_array_equal(
+            np.asarray(a)[[0, 2]], np.asarray(b)[[0, 2]]
+        )  # the others as if never stopped
