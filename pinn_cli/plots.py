@@ -17,11 +17,8 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def wavefunction(path: Path, x, curves, v, *, title: str = "") -> None:
-    """PINN psi (dashed) and the reference (thick, faint) for each state; V(x) drawn behind.
-
-    curves: [(n, psi, psi_reference)] on x, each normalised and sign-aligned.
-    """
+def _psi_axes(x, v):
+    """A figure for psi(x), with V(x) filled in grey on a twin axis behind it."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     pot = ax.twinx()
     pot.fill_between(x, np.min(v), v, color="0.85", label="V(x)", zorder=0)
@@ -29,12 +26,21 @@ def wavefunction(path: Path, x, curves, v, *, title: str = "") -> None:
     pot.tick_params(axis="y", colors="0.45")
     ax.set_zorder(pot.get_zorder() + 1)
     ax.patch.set_visible(False)
+    ax.set_xlabel("x")
+    ax.set_ylabel("psi(x)")
+    return fig, ax
+
+
+def wavefunction(path: Path, x, curves, v, *, title: str = "") -> None:
+    """PINN psi (dashed) and the reference (thick, faint) for each state; V(x) drawn behind.
+
+    curves: [(n, psi, psi_reference)] on x, each normalised and sign-aligned.
+    """
+    fig, ax = _psi_axes(x, v)
     for i, (n, psi, exact) in enumerate(curves):
         label = "reference" if len(curves) == 1 else f"reference, n={n}"
         ax.plot(x, exact, color=f"C{i}", lw=3, alpha=0.35, label=label)
         ax.plot(x, psi, color=f"C{i}", lw=1.2, ls="--", label="PINN" if len(curves) == 1 else None)
-    ax.set_xlabel("x")
-    ax.set_ylabel("psi(x)")
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize="small")
     _save(fig, path)
@@ -45,18 +51,10 @@ def ensemble_wavefunctions(path: Path, x, curves, v, *, title: str = "") -> None
 
     curves: [(n, psi, psi_reference)] per member, each normalised and sign-aligned.
     """
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    pot = ax.twinx()
-    pot.fill_between(x, np.min(v), v, color="0.85", label="V(x)", zorder=0)
-    pot.set_ylabel("V(x)", color="0.45")
-    pot.tick_params(axis="y", colors="0.45")
-    ax.set_zorder(pot.get_zorder() + 1)
-    ax.patch.set_visible(False)
+    fig, ax = _psi_axes(x, v)
     ax.plot(x, curves[0][2], color="k", lw=3, alpha=0.3, label="reference")
     for i, (_, psi, _) in enumerate(curves):
         ax.plot(x, psi, color=f"C{i % 10}", lw=0.9, ls="--", label=f"member {i}")
-    ax.set_xlabel("x")
-    ax.set_ylabel("psi(x)")
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize="x-small", ncol=2)
     _save(fig, path)
