@@ -5,6 +5,7 @@ This is the only module that imports Hydra's application machinery.
 
 from __future__ import annotations
 
+import os
 import time
 
 
@@ -16,9 +17,7 @@ def _process_age() -> float:
             started = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22: start time
         with open("/proc/uptime") as f:
             uptime = float(f.read().split()[0])
-        import os as _os
-
-        return max(0.0, uptime - started / _os.sysconf("SC_CLK_TCK"))
+        return max(0.0, uptime - started / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError):
         return 0.0
 
@@ -27,7 +26,6 @@ T_START = time.perf_counter() - _process_age()
 
 import functools  # noqa: E402
 import logging  # noqa: E402
-import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
