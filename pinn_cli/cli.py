@@ -63,13 +63,41 @@ def to_config(cfg: DictConfig) -> Config:
 
 
 def _resumed_config(run_dir: Path) -> Config:
+    """The config a run folder was started with, typed exactly as a fresh composition."""
     saved = run_dir / ".hydra" / "config.yaml"
     if not saved.exists():
         raise ConfigError(f"resume={run_dir}: not a run folder (no .hydra/config.yaml)")
-    schema = OmegaConf.structured(Config)
-    cfg = OmegaConf.merge(schema, OmegaConf.load(saved))
+    loaded = OmegaConf.load(saved)
+    cfg = OmegaConf.merge(_saved_schema(loaded, run_dir), loaded)
     cfg.resume = None
     return to_config(cfg)
+
+
+def _saved_schema(saved: DictConfig, run_dir: Path) -> DictConfig:
+    """Config's schema with `potential` typed as the schema of the potential `saved` names.
+
+    Keys of `saved.potential` that this schema lacks are dropped from `saved`: only run folders
+    written before each potential had its own schema have them (every potential's keys, with
+    values that potential's factory ignored).
+    """
+    import dataclasses
+
+    from .config import POTENTIAL_SCHEMAS
+
+    potential = saved.get("potential")
+    name = potential.get("name") if isinstance(potential, DictConfig) else None
+    if name not in POTENTIAL_SCHEMAS:
+        raise ConfigError(
+            f"resume={run_dir}: .hydra/config.yaml names potential={name!r}, not one of "
+            f"{sorted(POTENTIAL_SCHEMAS)}"
+        )
+    potential_schema = POTENTIAL_SCHEMAS[name]
+    fields = {f.name for f in dataclasses.fields(potential_schema)}
+    for key in [k for k in potential if k not in fields]:
+        del potential[key]
+    schema = OmegaConf.structured(Config)
+    schema.potential = OmegaConf.structured(potential_schema)
+    return schema
 
 
 class RunFailed(RuntimeError):
@@ -101,7 +129,7 @@ def app(cfg: DictConfig) -> float | None:
         if typed.resume:
             run_dir = Path(typed.resume)
             typed = _resumed_config(run_dir)
-        code = experiment.run(typed, run_dir, t_start=t_start, resume=cfg.resume is not None)
+        result = experiment.run(typed, run_dir, t_start=t_start, resume=cfg.resume is not None)
     except ConfigError as err:
         if multirun:
             log.error("config error: %s", err)  # into the job's own log, for pinn-report
@@ -111,15 +139,12 @@ def app(cfg: DictConfig) -> float | None:
         if multirun:
             log.exception("job failed")
         raise
-    if code != 0:
+    if result.code != 0:
         if multirun:
-            log.error("run ended with exit code %d", code)
-            raise RunFailed(code)
-        sys.exit(code)
-    summary = (run_dir / "summary.json").read_text()
-    import json
-
-    return json.loads(summary)["energy"]["rel_error"]
+            log.error("run ended with exit code %d", result.code)
+            raise RunFailed(result.code)
+        sys.exit(result.code)
+    return result.objective
 
 
 def _argv_for_resume(argv: list[str]) -> list[str]:
@@ -139,6 +164,9 @@ def one_line(err: BaseException) -> str:
         missing = err.missing_cfg_file or ""
         group, _, name = missing.rpartition("/")
         return f"{group}={name} is not an option of '{group}'; choose one of {sorted(err.options)}"
+    stray = _stray_potential_key(err)
+    if stray:
+        return stray
     lines = [str(err), str(err.__cause__ or "")]
     skip = ("reference_type", "object_type", "Set the environment", "To append", "Config search")
     kept = [
@@ -148,6 +176,23 @@ def one_line(err: BaseException) -> str:
         if line.strip() and not line.strip().startswith(skip) and not line.startswith("\t")
     ]
     return "; ".join(dict.fromkeys(kept))
+
+
+def _stray_potential_key(err: BaseException) -> str | None:
+    """For `potential.<key>=...` where the chosen potential has no such parameter: says so and
+    lists the parameters it has (Hydra's own message names only the schema class)."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    from .config import POTENTIAL_SCHEMAS, not_a_parameter
+
+    cause = err.__cause__ if err.__cause__ is not None else err
+    if not isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
+        return None
+    schema = getattr(cause, "object_type", None)
+    key = getattr(cause, "key", None)
+    if schema not in POTENTIAL_SCHEMAS.values() or not isinstance(key, str):
+        return None
+    return not_a_parameter(schema, key)
 
 
 def _report_compactly(func):

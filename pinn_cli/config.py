@@ -7,7 +7,9 @@ validated before anything is compiled; everything downstream receives plain valu
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -22,15 +24,82 @@ class ConfigError(ValueError):
 
 @dataclass
 class PotentialConfig:
+    """What every potential's schema has: the registered name it builds. Not itself a choice."""
+
     name: str = MISSING
+
+
+# One schema per potential: its fields are exactly the keyword arguments of its factory in
+# potentials.py, so a key of another potential is refused where Hydra composes the config.
+
+
+@dataclass
+class InfiniteWellConfig(PotentialConfig):
+    name: str = "infinite_well"
     domain: list[float] = field(default_factory=lambda: [0.0, 1.0])
-    V0: float = 0.0
-    width: float = 0.0
-    centre: float | None = None
-    separation: float = 0.0  # double_well: the barrier between the two wells
-    omega: float = 1.0  # harmonic: V = omega^2 x^2
-    segments: list[list[float]] | None = None  # piecewise: [[x0, x1, V], [x1, x2, V], ...]
-    formula: str | None = None  # formula: V(x) as an expression in x
+
+
+@dataclass
+class FiniteWellConfig(PotentialConfig):
+    name: str = "finite_well"
+    domain: list[float] = field(default_factory=lambda: [-2.0, 2.0])
+    V0: float = 50.0
+    width: float = 1.0
+    centre: float | None = None  # null: the middle of the domain
+
+
+@dataclass
+class BarrierConfig(PotentialConfig):
+    name: str = "barrier"
+    domain: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    V0: float = 50.0
+    width: float = 0.2
+    centre: float | None = None  # null: the middle of the domain
+
+
+@dataclass
+class DoubleWellConfig(PotentialConfig):
+    name: str = "double_well"
+    domain: list[float] = field(default_factory=lambda: [-2.0, 2.0])
+    V0: float = 50.0
+    width: float = 0.8
+    separation: float = 0.4  # the barrier between the two wells
+    centre: float | None = None  # null: the middle of the domain
+
+
+@dataclass
+class HarmonicConfig(PotentialConfig):
+    name: str = "harmonic"
+    domain: list[float] = field(default_factory=lambda: [-8.0, 8.0])
+    omega: float = 1.0  # V = omega^2 x^2
+
+
+@dataclass
+class PiecewiseConfig(PotentialConfig):
+    name: str = "piecewise"
+    # [[x0, x1, V], [x1, x2, V], ...], contiguous; together they are the domain
+    segments: list[list[float]] = field(
+        default_factory=lambda: [[0.0, 0.3, 0.0], [0.3, 0.5, 40.0], [0.5, 1.0, 10.0]]
+    )
+
+
+@dataclass
+class FormulaConfig(PotentialConfig):
+    name: str = "formula"
+    domain: list[float] = field(default_factory=lambda: [-4.0, 4.0])
+    formula: str = "x**4 - 3*x**2"  # V(x) as an expression in x
+
+
+# The schema of each registered potential, by name (stored as schema/potential/<name>).
+POTENTIAL_SCHEMAS: dict[str, type[PotentialConfig]] = {
+    "infinite_well": InfiniteWellConfig,
+    "finite_well": FiniteWellConfig,
+    "barrier": BarrierConfig,
+    "double_well": DoubleWellConfig,
+    "harmonic": HarmonicConfig,
+    "piecewise": PiecewiseConfig,
+    "formula": FormulaConfig,
+}
 
 
 @dataclass
@@ -90,7 +159,8 @@ class OptimConfig:
 
 @dataclass
 class Config:
-    potential: PotentialConfig = field(default_factory=PotentialConfig)
+    # One of POTENTIAL_SCHEMAS, chosen by the potential group (OmegaConf has no unions).
+    potential: Any = MISSING
     model: ModelConfig = field(default_factory=ModelConfig)
     energy: EnergyConfig = field(default_factory=EnergyConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -109,6 +179,8 @@ class Config:
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="pinn_schema", node=Config)
+    for name, schema in POTENTIAL_SCHEMAS.items():
+        cs.store(group="schema/potential", name=name, node=schema)
 
 
 CHOICES = {
@@ -139,10 +211,7 @@ def _require(ok: bool, message: str) -> None:
 def validate(cfg: Config) -> None:
     """Raise ConfigError naming the bad value and what is allowed; no JAX is touched here."""
     p, m, t = cfg.potential, cfg.model, cfg.train
-    _require(
-        p.name in POTENTIALS,
-        f"potential={p.name!r} is not a known potential; choose one of {sorted(POTENTIALS)}",
-    )
+    _check_schema(p)
     if m.activation in REFUSED:
         raise ConfigError(
             f"model.activation={m.activation!r} is piecewise linear, so psi'' vanishes almost "
@@ -194,16 +263,46 @@ def validate(cfg: Config) -> None:
 
 
 def potential_params(p: PotentialConfig) -> dict:
-    """The plain parameters every potential factory accepts (each takes what it needs)."""
-    return dict(
-        domain=tuple(p.domain),
-        V0=p.V0,
-        width=p.width,
-        centre=p.centre,
-        separation=p.separation,
-        omega=p.omega,
-        segments=p.segments,
-        formula=p.formula,
+    """The keyword arguments of `make_potential(p.name, **params)`: every field but `name`, as
+    plain values (`domain` a tuple, other lists plain lists)."""
+    params = dataclasses.asdict(p)
+    del params["name"]
+    if "domain" in params:
+        params["domain"] = tuple(params["domain"])
+    return params
+
+
+def _check_schema(p) -> None:
+    """`p` is an instance of the schema of the potential it names, with no stray attributes
+    (`+potential.key=...` appends a key that Hydra's struct mode would otherwise refuse)."""
+    name = p.get("name") if isinstance(p, dict) else getattr(p, "name", None)
+    _require(
+        name in POTENTIALS,
+        f"potential={name!r} is not a known potential; choose one of {sorted(POTENTIALS)}",
+    )
+    schema = POTENTIAL_SCHEMAS.get(name)
+    _require(schema is not None, f"potential={name} has no schema in pinn_cli/config.py")
+    _require(
+        not isinstance(p, dict),
+        f"potential={name} is untyped: its config must list /schema/potential/{name}@_here_ "
+        f"in its defaults",
+    )
+    _require(
+        type(p) is schema,
+        f"potential.name={name} does not name the potential chosen ({type(p).name}); "
+        f"choose it with potential={name}",
+    )
+    stray = sorted(set(vars(p)) - {f.name for f in dataclasses.fields(schema)})
+    if stray:
+        raise ConfigError(not_a_parameter(schema, stray[0]))
+
+
+def not_a_parameter(schema: type[PotentialConfig], key: str) -> str:
+    """The one-line refusal of `potential.<key>` for a potential whose schema has no such field."""
+    params = [f.name for f in dataclasses.fields(schema) if f.name != "name"]
+    return (
+        f"potential.{key} is not a parameter of potential={schema.name}; "
+        f"its parameters are {params}"
     )
 
 

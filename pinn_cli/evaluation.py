@@ -1,32 +1,29 @@
-"""Judging a trained wavefunction against a reference eigenpair (NumPy arrays in, numbers out)."""
+"""Judging trained wavefunctions against reference eigenpairs, and the summary they go into.
+
+NumPy arrays in, numbers and dicts out: the caller evaluates the networks, this module compares
+them with the reference solvers' answers and builds summary.json's content.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from . import reference
-from .potentials import Potential
+from . import outputs, quadrature, reference
 
 
-@dataclass(frozen=True)
-class Quadrature:
-    x: np.ndarray
-    w: np.ndarray
-    v: np.ndarray
+def fine_rule(potential, per_piece: int = 256) -> tuple[quadrature.Rule, np.ndarray]:
+    """Gauss-Legendre on every smooth piece (exact to float64 for piecewise-smooth
+    integrands), with V at its nodes."""
+    rule = quadrature.gauss_fixed(potential.box, per_piece)
+    return rule, np.asarray(potential.values(rule.x), dtype=float)
 
 
-def fine_quadrature(potential: Potential, per_piece: int = 256) -> Quadrature:
-    """Gauss-Legendre per smooth piece: exact to float64 for piecewise-smooth integrands."""
-    t, u = np.polynomial.legendre.leggauss(per_piece)
-    xs = [0.5 * (b - a) * t + 0.5 * (a + b) for a, b in potential.pieces]
-    ws = [0.5 * (b - a) * u for a, b in potential.pieces]
-    x = np.concatenate(xs)
-    return Quadrature(x, np.concatenate(ws), np.asarray(potential(x), dtype=float))
+def plot_points(potential, n: int = 801) -> np.ndarray:
+    """Evenly spaced points across the domain, (n, 1), for figures and psi.csv."""
+    return np.linspace(*potential.domain, n)[:, None]
 
 
-def reference_eigenpair(potential: Potential, n: int = 0) -> reference.Eigenpair:
+def reference_eigenpair(potential, n: int = 0) -> reference.Eigenpair:
     """Closed forms for a flat box and the oscillator, exact matching for any other
     piecewise-constant potential, finite differences with Richardson extrapolation otherwise."""
     if potential.omega is not None:
@@ -40,18 +37,18 @@ def reference_eigenpair(potential: Potential, n: int = 0) -> reference.Eigenpair
     return reference.piecewise_constant(potential.segments, n)
 
 
-def compare(psi: np.ndarray, dpsi: np.ndarray, quad: Quadrature, ref: reference.Eigenpair) -> dict:
-    """Rayleigh quotient, relative L2 error (sign-aligned) and overlap of psi against `ref`.
+def compare(psi, grad, w, v, exact) -> dict:
+    """Rayleigh quotient, relative L2 error (sign-aligned) and overlap of psi against `exact`.
 
-    `psi` and `dpsi` are the network's values at `quad.x` (any normalisation).
+    `psi` (N,) and `grad` (N, d) are the network's values at the rule's nodes (any
+    normalisation); `exact` is the normalised reference there.
     """
-    n2 = np.sum(quad.w * psi**2)
-    rayleigh = np.sum(quad.w * (dpsi**2 + quad.v * psi**2)) / n2
+    n2 = np.sum(w * psi**2)
+    rayleigh = np.sum(w * (np.sum(grad**2, axis=-1) + v * psi**2)) / n2
     unit = psi / np.sqrt(n2)
-    exact = ref.psi(quad.x)
-    overlap = np.sum(quad.w * unit * exact)
+    overlap = np.sum(w * unit * exact)
     sign = 1.0 if overlap >= 0 else -1.0
-    l2 = np.sqrt(np.sum(quad.w * (sign * unit - exact) ** 2) / np.sum(quad.w * exact**2))
+    l2 = np.sqrt(np.sum(w * (sign * unit - exact) ** 2) / np.sum(w * exact**2))
     return {"rayleigh": float(rayleigh), "l2_error": float(l2), "overlap": float(abs(overlap))}
 
 
@@ -72,3 +69,103 @@ def parity(psi: np.ndarray) -> str:
     """ "even" or "odd" under x -> lo + hi - x, for psi sampled on a uniform grid of the box."""
     s = float(np.sum(psi * psi[::-1]) / np.sum(psi * psi))
     return "even" if s > 0.5 else "odd" if s < -0.5 else "mixed"
+
+
+def judge_state(potential, n: int, fine: tuple, values: tuple, x_plot, psi_plot):
+    """(state n's judged numbers, its curve (n, psi, reference) on x_plot for the figures).
+
+    fine: (rule, V at its nodes); values: (psi, grad psi) at the rule's nodes."""
+    rule, v = fine
+    ref = reference_eigenpair(potential, n)
+    judged = compare(*values, rule.w, v, ref.psi(rule.x[:, 0]))
+    exact = ref.psi(x_plot[:, 0])
+    unit = psi_plot / np.sqrt(np.sum(rule.w * values[0] ** 2))
+    sign = np.sign(np.sum(psi_plot * exact)) or 1.0
+    state = {
+        "n": n,
+        "energy": {
+            "estimate": judged["rayleigh"],
+            "estimator": "rayleigh_quotient",
+            "rayleigh": judged["rayleigh"],
+            "reference": ref.energy,
+            "reference_method": ref.method,
+            "rel_error": relative_error(judged["rayleigh"], ref.energy),
+        },
+        "wavefunction": {"l2_error": judged["l2_error"], "overlap": judged["overlap"]},
+        "nodes": count_nodes(psi_plot),
+        "parity": parity(psi_plot) if potential.is_symmetric() else None,
+    }
+    return state, (n, sign * unit, exact)
+
+
+def with_training(state: dict, *, learned, fixed, steps, status, stop_reason) -> dict:
+    """A judged state with how its training went: the learned (or fixed) E, steps, status."""
+    e = state["energy"]
+    energy = {
+        "estimate": e["estimate"],
+        "estimator": e["estimator"],
+        "learned": learned,
+        "fixed": fixed,
+        "rayleigh": e["rayleigh"],
+        "reference": e["reference"],
+        "reference_method": e["reference_method"],
+        "rel_error": e["rel_error"],
+        "learned_rel_error": relative_error(learned, e["reference"]),
+    }
+    return {
+        **state,
+        "energy": energy,
+        "steps": steps,
+        "status": status,
+        "stop_reason": stop_reason,
+    }
+
+
+def describe(potential) -> dict:
+    return {
+        "name": potential.name,
+        "domain": list(potential.domain),
+        "segments": [list(s) for s in potential.segments],
+        "symmetric": potential.is_symmetric(),
+    }
+
+
+def ensemble_block(members: list[dict], size: int, best: int) -> dict:
+    """summary.json's "ensemble": every member's numbers and the spread of their energies."""
+    ok = [m for m in members if m["status"] != "diverged"] or members
+    energies = np.array([m["energy"]["estimate"] for m in ok])
+    reference_energy = members[0]["energy"]["reference"]
+    return {
+        "size": size,
+        "seeds": [m["seed"] for m in members],
+        "selected_member": best,
+        "selection": "lowest final training loss",
+        "diverged_members": [m["member"] for m in members if m["status"] == "diverged"],
+        "energy": {
+            "mean": float(np.mean(energies)),
+            "std": float(np.std(energies, ddof=1)) if len(energies) > 1 else 0.0,
+            "min": float(np.min(energies)),
+            "max": float(np.max(energies)),
+            "mean_rel_error": relative_error(float(np.mean(energies)), reference_energy),
+        },
+        "members": [
+            {
+                "member": m["member"],
+                "seed": m["seed"],
+                "status": m["status"],
+                "final_loss": m["final_loss"],
+                "energy": m["energy"]["estimate"],
+                "rel_error": m["energy"]["rel_error"],
+                "learned_rel_error": m["energy"]["learned_rel_error"],
+                "l2_error": m["wavefunction"]["l2_error"],
+                "dir": outputs.member_dir(m["member"]),
+            }
+            for m in members
+        ],
+    }
+
+
+def best_member(members: list[dict]) -> int:
+    """The member with the lowest final training loss (chosen without the reference)."""
+    losses = np.array([m["final_loss"] if m["status"] != "diverged" else np.nan for m in members])
+    return int(np.nanargmin(losses)) if np.isfinite(losses).any() else 0

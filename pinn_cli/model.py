@@ -1,10 +1,11 @@
-"""The network (Flax NNX) and the trial wavefunction that satisfies psi(lo) = psi(hi) = 0 exactly.
+"""The network (Flax NNX) and the trial wavefunction that vanishes on the boundary of a box.
 
-`psi(params, x)` takes a scalar x (or an array of points) and returns psi there. psi' and psi''
-come from one forward pass that carries (value, slope, curvature) through every layer
-(`TrialFunction.taylor2`): three (N, width) matmuls per layer instead of the four of nested jvps,
-and no vmap. Parameters travel as pure dicts (a plain pytree of arrays), which keeps the jitted
-code, the optimisers and the checkpoints simple.
+Points are arrays of shape (..., d). `TrialFunction.taylor` returns psi, its gradient and its
+Laplacian in one forward pass: every layer carries the value and, for each axis, the first and
+the pure second derivative along that axis (Taylor mode per axis). The derivative streams are
+stacked axis-first, (d, ..., width), so each layer is three plain matmuls whatever d is, and
+the 1-D case costs what a scalar-x pass costs. Parameters travel as pure dicts (a plain pytree
+of arrays), which keeps the jitted code, the optimisers and the checkpoints simple.
 """
 
 from __future__ import annotations
@@ -17,34 +18,49 @@ import jax.numpy as jnp
 from flax import nnx
 
 from .activations import get_activation
+from .quadrature import Box
 
-Taylor2 = tuple[jax.Array, jax.Array, jax.Array]  # (f, f', f'') along x
+# (f, df, d2f): the value (...,), and per axis the first and pure second derivatives (d, ...).
+Jet = tuple[jax.Array, jax.Array, jax.Array]
 
 
-def tanh_taylor2(z, dz, d2z) -> Taylor2:
+def _like(a: jax.Array, stream: jax.Array) -> jax.Array:
+    """a with leading axes of 1 until it has the rank of a derivative stream (d, ...)."""
+    return a.reshape((1,) * (stream.ndim - a.ndim) + a.shape)
+
+
+def tanh_rule(z, dz, d2z) -> Jet:
     """tanh with its derivatives written out: tanh' = 1 - t^2, tanh'' = -2 t tanh'."""
     t = jnp.tanh(z)
-    s1 = 1.0 - t * t
-    return t, s1 * dz, s1 * (d2z - 2.0 * t * dz * dz)
+    s1 = _like(1.0 - t * t, dz)
+    return t, s1 * dz, s1 * (d2z - 2.0 * _like(t, dz) * dz * dz)
 
 
-def elementwise_taylor2(f: Callable) -> Callable[[jax.Array, jax.Array, jax.Array], Taylor2]:
-    """(z, z', z'') -> (f(z), f(z)', f(z)'') for an elementwise f: the chain rule to second order.
+def elementwise_rule(f: Callable) -> Callable[[jax.Array, jax.Array, jax.Array], Jet]:
+    """(z, z', z'') -> (f(z), f(z)', f(z)'') for an elementwise f: the chain rule to second order,
+    along every axis at once.
 
     f' and f'' come from nested unit-tangent jvps of f, which XLA fuses into one loop; tanh has
     its rule written out, which trains 3-30% faster (benchmarks/derivatives.py).
     """
     if f is jnp.tanh:
-        return tanh_taylor2
+        return tanh_rule
 
     def rule(z, dz, d2z):
         def value_and_slope(u):
             return jax.jvp(f, (u,), (jnp.ones_like(u),))
 
         (f0, f1), (_, f2) = jax.jvp(value_and_slope, (z,), (jnp.ones_like(z),))
+        f1, f2 = _like(f1, dz), _like(f2, dz)
         return f0, f1 * dz, f2 * dz * dz + f1 * d2z
 
     return rule
+
+
+def _matmul(a: jax.Array, w: jax.Array) -> jax.Array:
+    """a @ w with a's leading axes flattened: a plain 2-D matmul forward and backward, which
+    XLA:CPU runs faster than a dot with several free axes."""
+    return (a.reshape(-1, a.shape[-1]) @ w).reshape(a.shape[:-1] + w.shape[-1:])
 
 
 class MLP(nnx.Module):
@@ -70,71 +86,142 @@ class MLP(nnx.Module):
     def __call__(self, z: jax.Array) -> jax.Array:
         return self.out(self.features(z))[..., 0]
 
-    def taylor2(self, z: jax.Array, dz: jax.Array, d2z: jax.Array) -> Taylor2:
-        """The output and its first two derivatives along x, given the input's (z, z', z'')."""
-        act = elementwise_taylor2(self.activation)
+    def features_taylor(self, z: jax.Array, dz: jax.Array, d2z: jax.Array) -> Jet:
+        """The last hidden layer and its derivatives, given the input's (z, dz, d2z)."""
+        act = elementwise_rule(self.activation)
         for layer in self.hidden:
             w = layer.kernel[...]
-            z, dz, d2z = act(layer(z), dz @ w, d2z @ w)
+            z, dz, d2z = act(layer(z), _matmul(dz, w), _matmul(d2z, w))
+        return z, dz, d2z
+
+    def taylor(self, z: jax.Array, dz: jax.Array, d2z: jax.Array) -> Jet:
+        """The output and its derivatives, given the input's (z, dz, d2z)."""
+        z, dz, d2z = self.features_taylor(z, dz, d2z)
         w = self.out.kernel[...]
-        return self.out(z)[..., 0], (dz @ w)[..., 0], (d2z @ w)[..., 0]
+        return self.out(z)[..., 0], _matmul(dz, w)[..., 0], _matmul(d2z, w)[..., 0]
+
+
+def box_envelope(box: Box, x: jax.Array) -> Jet:
+    """B(x) = prod_i 4 (x_i - lo_i)(hi_i - x_i) / L_i^2 (zero on the boundary, 1 at the centre),
+    with its first and pure second derivatives along each axis."""
+    factors = []
+    for i, (lo, hi) in enumerate(box.intervals):
+        c, xi = 4.0 / (hi - lo) ** 2, x[..., i]
+        factors.append(
+            (c * (xi - lo) * (hi - xi), c * (lo + hi - 2.0 * xi), jnp.full_like(xi, -2.0 * c))
+        )
+    value = jnp.prod(jnp.stack([b for b, _, _ in factors]), axis=0)
+    d1, d2 = [], []
+    for i, (_, db, d2b) in enumerate(factors):
+        others = [b for j, (b, _, _) in enumerate(factors) if j != i]
+        rest = jnp.prod(jnp.stack(others), axis=0) if others else jnp.ones_like(db)
+        d1.append(db * rest)
+        d2.append(d2b * rest)
+    return value, jnp.stack(d1), jnp.stack(d2)
+
+
+def times(b: Jet, g: Jet) -> Jet:
+    """The product rule to second order, along each axis: (b g, (b g)', (b g)'')."""
+    (b0, b1, b2), (g0, g1, g2) = b, g
+    g0_, b0_ = _like(g0, g1), _like(b0, g1)
+    return b0 * g0, b1 * g0_ + b0_ * g1, b2 * g0_ + 2.0 * b1 * g1 + b0_ * g2
 
 
 @dataclass(frozen=True)
 class TrialFunction:
-    """psi(params, x) = B(x) * g(N(features(x))), with B = 4 (x - lo)(hi - x) / L^2."""
+    """psi(params, x) = B(x) g(N(features(x))): B the box envelope, g = exp or identity."""
 
     graphdef: nnx.GraphDef
-    domain: tuple[float, float]
-    breakpoints: tuple[float, ...]
+    box: Box
+    kinks: tuple[tuple[float, ...], ...]  # per axis: the breakpoints with a feature (x_i - b)_+^2
     output: str  # "exp" (nodeless) or "linear"
     scale: float = 1.0  # psi = B exp(scale * N): lets an O(1) network reach large decay exponents
 
+    @property
+    def dim(self) -> int:
+        return self.box.dim
+
+    def _columns(self, x: jax.Array):
+        """Per input feature: (axis, value, first and second derivative along that axis).
+
+        Each coordinate scaled to [-1, 1], then, per axis, (x_i - b)_+^2 for each breakpoint b:
+        C1 at b with a jump in its second derivative, as psi has where V jumps."""
+        for i, ((lo, hi), kinks) in enumerate(zip(self.box.intervals, self.kinks)):
+            half, xi = 0.5 * (hi - lo), x[..., i]
+            yield i, (xi - 0.5 * (lo + hi)) / half, jnp.full_like(xi, 1.0 / half), 0.0 * xi
+            for b in kinks:
+                u = jnp.where(xi > b, (xi - b) / half, 0.0)
+                yield i, u**2, 2.0 * u / half, jnp.where(xi > b, 2.0 / half**2, 0.0)
+
     def features(self, x: jax.Array) -> jax.Array:
-        lo, hi = self.domain
-        half = 0.5 * (hi - lo)
-        s = (x - 0.5 * (lo + hi)) / half
-        # (x - b)_+^2: C1 at b with a jump in its second derivative, as psi has where V jumps.
-        kinks = [jnp.where(x > b, ((x - b) / half) ** 2, 0.0) for b in self.breakpoints]
-        return jnp.stack([s, *kinks], axis=-1)
+        """(..., d) -> (..., F): the network's inputs."""
+        return jnp.stack([value for _, value, _, _ in self._columns(x)], axis=-1)
 
-    def envelope(self, x: jax.Array) -> jax.Array:
-        lo, hi = self.domain
-        return 4.0 * (x - lo) * (hi - x) / (hi - lo) ** 2
+    def feature_taylor(self, x: jax.Array) -> Jet:
+        """The input features and their derivatives along each axis: (..., F), (d, ..., F) x 2."""
+        columns = list(self._columns(x))
+        f = jnp.stack([value for _, value, _, _ in columns], axis=-1)
 
-    def basis(self, params, x: jax.Array) -> jax.Array:
-        """B(x) [h(x), 1]: with output="linear", psi is this vector dotted with the output
-        layer's (kernel, bias), so a Rayleigh-Ritz step can set that layer exactly."""
-        h = nnx.merge(self.graphdef, params).features(self.features(x))
-        return self.envelope(x) * jnp.append(h, 1.0)
+        def along(axis: int, k: int) -> jax.Array:
+            rows = [c[k] if c[0] == axis else jnp.zeros_like(c[1]) for c in columns]
+            return jnp.stack(rows, axis=-1)
 
-    def taylor2(self, params, x: jax.Array) -> Taylor2:
-        """psi, psi', psi'' at x (a scalar or an array of points) in one forward pass."""
+        axes = range(self.dim)
+        return f, jnp.stack([along(i, 2) for i in axes]), jnp.stack([along(i, 3) for i in axes])
 
-        def unit(u):
-            return (jnp.ones_like(u),)
+    def _network(self, params) -> MLP:
+        return nnx.merge(self.graphdef, params)
 
-        # The input features are elementwise in x, so unit tangents give their derivatives.
-        (f, df), (_, d2f) = jax.jvp(lambda u: jax.jvp(self.features, (u,), unit(u)), (x,), unit(x))
-        n = nnx.merge(self.graphdef, params).taylor2(f, df, d2f)
+    def _streams(self, x: jax.Array) -> tuple[Jet, Jet]:
+        """The input features' and the envelope's jets. In 1-D the derivative streams drop
+        their axis of length 1: every matmul then stays a plain 2-D one inside the
+        Levenberg-Marquardt Jacobian's vmap over points too (the 1-D fast path)."""
+        features, envelope = self.feature_taylor(x), box_envelope(self.box, x)
+        if self.dim == 1:
+            squeeze = lambda jet: (jet[0], jet[1][0], jet[2][0])  # noqa: E731
+            return squeeze(features), squeeze(envelope)
+        return features, envelope
+
+    def _unsqueeze(self, jet: Jet) -> Jet:
+        return (jet[0], jet[1][None], jet[2][None]) if self.dim == 1 else jet
+
+    def _jet(self, params, x: jax.Array) -> Jet:
+        """psi with its per-axis derivatives, (...,) and (d, ...) x 2."""
+        features, envelope = self._streams(x)
+        n = self._network(params).taylor(*features)
         if self.output == "exp":
-            n = elementwise_taylor2(lambda u: jnp.exp(self.scale * u))(*n)
-        lo, hi = self.domain
-        c = 4.0 / (hi - lo) ** 2
-        b, db, d2b = c * (x - lo) * (hi - x), c * (lo + hi - 2.0 * x), -2.0 * c
-        return b * n[0], db * n[0] + b * n[1], d2b * n[0] + 2.0 * db * n[1] + b * n[2]
+            n = elementwise_rule(lambda u: jnp.exp(self.scale * u))(*n)
+        return self._unsqueeze(times(envelope, n))
+
+    def taylor(self, params, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """psi (...,), grad psi (..., d) and lap psi (...,) at points x (..., d), in one pass."""
+        p, dp, d2p = self._jet(params, x)
+        return p, jnp.moveaxis(dp, 0, -1), jnp.sum(d2p, axis=0)
+
+    def basis_taylor(self, params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """B(x) [h(x), 1] and its Laplacian, (..., width + 1) each: with output="linear", psi is
+        this vector dotted with the output layer's (kernel, bias), so a Rayleigh-Ritz step can
+        set that layer exactly."""
+        features, envelope = self._streams(x)
+        h, dh, d2h = self._network(params).features_taylor(*features)
+        ones = jnp.ones_like(h[..., :1])
+        h = jnp.concatenate([h, ones], axis=-1)
+        dh = jnp.concatenate([dh, jnp.zeros_like(dh[..., :1])], axis=-1)
+        d2h = jnp.concatenate([d2h, jnp.zeros_like(d2h[..., :1])], axis=-1)
+        envelope = tuple(a[..., None] for a in envelope)
+        f, _, d2f = self._unsqueeze(times(envelope, (h, dh, d2h)))
+        return f, jnp.sum(d2f, axis=0)
 
     def __call__(self, params, x: jax.Array) -> jax.Array:
-        lo, hi = self.domain
-        n = nnx.merge(self.graphdef, params)(self.features(x))
-        envelope = 4.0 * (x - lo) * (hi - x) / (hi - lo) ** 2
-        return envelope * (jnp.exp(self.scale * n) if self.output == "exp" else n)
+        """psi at points x (..., d)."""
+        n = self._network(params)(self.features(x))
+        g = jnp.exp(self.scale * n) if self.output == "exp" else n
+        return box_envelope(self.box, x)[0] * g
 
 
 def make_trial_function(
     *,
-    domain: tuple[float, float],
-    breakpoints: tuple[float, ...],
+    box: Box,
     width: int,
     depth: int,
     activation: str,
@@ -149,32 +236,35 @@ def make_trial_function(
     A batch of keys (shape (K,)) initialises K networks: every leaf gets a leading member axis,
     and member i equals the network initialised from key[i] alone.
     """
-    kinks = tuple(breakpoints) if breakpoint_features else ()
+    kinks = box.breakpoints if breakpoint_features else ((),) * box.dim
+    in_features = box.dim + sum(len(k) for k in kinks)
 
     def make(k):
         act = get_activation(activation)
-        return MLP(1 + len(kinks), width, depth, act, dtype=dtype, rngs=nnx.Rngs(params=k))
+        return MLP(in_features, width, depth, act, dtype=dtype, rngs=nnx.Rngs(params=k))
 
     # One compiled initialisation instead of a dozen eagerly compiled ops (same numbers).
     one = key if key.ndim == 0 else key[0]
     graphdef = nnx.graphdef(nnx.eval_shape(make, one))
     init = lambda k: nnx.to_pure_dict(nnx.state(make(k)))  # noqa: E731
     params = jax.jit(init if key.ndim == 0 else jax.vmap(init))(key)
-    return TrialFunction(graphdef, tuple(domain), kinks, output, scale), params
+    return TrialFunction(graphdef, box, tuple(kinks), output, scale), params
 
 
-def derivatives(psi: Callable, params, x: jax.Array) -> Taylor2:
-    """psi, psi' and psi'' at x.
+def derivatives(psi: Callable, params, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """psi, grad psi (..., d) and lap psi at x.
 
-    A TrialFunction carries them through its layers in one pass (`taylor2`), at a scalar x or at
-    an array of points; any other psi(params, x) is differentiated at a scalar x by
-    forward-over-forward jvps.
+    A TrialFunction carries them through its layers in one pass (`taylor`), at one point (d,)
+    or at an array of points (N, d); any other psi(params, x) is differentiated at one point
+    x (d,) by forward-over-forward jvps along each axis.
     """
     if isinstance(psi, TrialFunction):
-        return psi.taylor2(params, x)
+        return psi.taylor(params, x)
 
-    def first(y):
-        return jax.jvp(lambda z: psi(params, z), (y,), (jnp.ones_like(y),))
+    def along(e):
+        first = lambda y: jax.jvp(lambda z: psi(params, z), (y,), (e,))  # noqa: E731
+        (p, dp), (_, d2p) = jax.jvp(first, (x,), (e,))
+        return p, dp, d2p
 
-    (p, dp), (_, d2p) = jax.jvp(first, (x,), (jnp.ones_like(x),))
-    return p, dp, d2p
+    p, dp, d2p = jax.vmap(along)(jnp.eye(x.shape[-1], dtype=x.dtype))
+    return p[0], dp, jnp.sum(d2p)

@@ -1,4 +1,7 @@
-"""The run folder: metrics.csv, summary.json, orbax checkpoints, and what resume reads back."""
+"""The run folder: every file name in it, metrics.csv, summary.json, psi.csv, orbax checkpoints,
+and what resume reads back. Every module that reads or writes a run folder takes the names from
+here. JAX is imported only by the checkpoint manager, so readers (pinn-report) stay light.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,29 @@ import os
 from pathlib import Path
 from typing import Any
 
-import jax
+import numpy as np
 
 METRICS = "metrics.csv"
 SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
+PSI = "psi.csv"  # x, each state's psi and reference, V
+LOG = "pinn_run.log"  # Hydra's job log (hydra.job.name = pinn_run)
+WAVEFUNCTION_PNG = "wavefunction.png"
+ENERGY_PNG = "energy.png"
+LOSS_PNG = "loss.png"
+MEMBERS = "members"  # members/<i>/ for each network of an ensemble
+PROFILE = "profile"
+HYDRA_CONFIG = ".hydra/config.yaml"
+HYDRA_OVERRIDES = ".hydra/overrides.yaml"
+
+
+def checkpoint_dir(states: int, n: int) -> str:
+    """checkpoints/ for a ground-state run, checkpoints/state_n/ for each state of state > 0."""
+    return CHECKPOINTS if states == 0 else f"{CHECKPOINTS}/state_{n}"
+
+
+def member_dir(i: int) -> str:
+    return f"{MEMBERS}/{i}"
 
 
 class MetricsWriter:
@@ -115,9 +136,27 @@ class Checkpoints:
             except Exception as err:  # orbax raises many types for damaged files
                 print(f"checkpoint at step {step} is unusable ({type(err).__name__}); trying older")
                 continue
+            import jax
+
             restored = jax.tree.unflatten(jax.tree.structure(target), jax.tree.leaves(restored))
             return step, restored
         return None
 
     def close(self) -> None:
         self.manager.close()
+
+
+def write_psi(path: Path, x, curves, v) -> None:
+    """psi.csv: x, each state's PINN psi and reference (normalised, sign-aligned), V."""
+    columns = [x] + [c for _, psi, exact in curves for c in (psi, exact)] + [v]
+    names = ["x"] + [f"{k}{n}" for n, _, _ in curves for k in ("psi_", "psi_exact_")] + ["V"]
+    if len(curves) == 1:
+        names = ["x", "psi", "psi_exact", "V"]
+    np.savetxt(
+        path,
+        np.column_stack(columns),
+        delimiter=",",
+        header=",".join(names),
+        comments="",
+        fmt="%.17g",
+    )

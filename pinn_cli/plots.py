@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from . import outputs
+
 
 def _save(fig, path: Path) -> None:
     fig.tight_layout()
@@ -113,3 +115,24 @@ def losses(path: Path, h: dict, keys: list[str]) -> None:
     ax.set_ylabel("loss")
     ax.legend(fontsize="small")
     _save(fig, path)
+
+
+def run_figures(
+    run_dir: Path, x, curves, v, *, title: str, references: dict[int, float], members=False
+) -> None:
+    """wavefunction.png, energy.png and loss.png of a run; histories come from metrics.csv.
+    members: `curves` are an ensemble's networks, drawn over one reference."""
+    draw = ensemble_wavefunctions if members else wavefunction
+    draw(Path(run_dir) / outputs.WAVEFUNCTION_PNG, x, curves, v, title=title)
+    history_figures(run_dir, references)
+
+
+def history_figures(run_dir: Path, references: dict[int, float]) -> None:
+    path = Path(run_dir) / outputs.METRICS
+    if not path.exists():
+        return
+    h = {k: np.asarray(c) for k, c in outputs.read_metrics(path).items() if k != "stage"}
+    if len(h.get("step", ())) == 0:
+        return
+    energy(Path(run_dir) / outputs.ENERGY_PNG, h, references)
+    losses(Path(run_dir) / outputs.LOSS_PNG, h, [k for k in ("residual", "norm", "ritz") if k in h])

@@ -1,5 +1,10 @@
 """Potentials V(x) on a box [lo, hi]: values, breakpoints where V jumps, and a name registry.
 
+Every potential, of any dimension, offers what training needs: `dim`, `box` (the domain as a
+`quadrature.Box`, with the breakpoints of each axis) and `values(x)` on points of shape (N, d).
+The 1-D potentials below also keep their segments and a V(x) on plain arrays of x, which the
+reference solvers use.
+
 A potential is a piecewise-constant part, given as contiguous segments (x_left, x_right, V), plus an
 optional smooth part (a function of x). The segments serve the network (features at the
 breakpoints), the quadrature (Gauss-Legendre per piece) and, when there is no smooth part, the
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .formula import parse
+from .quadrature import Box
 
 Segment = tuple[float, float, float]
 
@@ -28,6 +34,15 @@ class Potential:
     segments: tuple[Segment, ...]
     smooth: Callable | None = None  # array-library agnostic V_smooth(x)
     omega: float | None = None  # set for the harmonic oscillator V = omega^2 x^2
+    dim = 1
+
+    @property
+    def box(self) -> Box:
+        return Box((self.domain,), (self.breakpoints,))
+
+    def values(self, x):
+        """V at points of shape (N, 1)."""
+        return self(x[..., 0])
 
     @property
     def domain(self) -> tuple[float, float]:
@@ -107,22 +122,20 @@ def _centred(
     return ((lo, a, outside), (a, b, inside), (b, hi, outside))
 
 
-def infinite_well(domain=(0.0, 1.0), **_) -> Potential:
+def infinite_well(domain=(0.0, 1.0)) -> Potential:
     lo, hi = _domain(domain)
     return Potential("infinite_well", ((lo, hi, 0.0),))
 
 
-def finite_well(domain=(-2.0, 2.0), V0=50.0, width=1.0, centre=None, **_) -> Potential:
+def finite_well(domain=(-2.0, 2.0), V0=50.0, width=1.0, centre=None) -> Potential:
     return Potential("finite_well", _centred(domain, width, centre, 0.0, _v0(V0)))
 
 
-def barrier(domain=(0.0, 1.0), V0=50.0, width=0.2, centre=None, **_) -> Potential:
+def barrier(domain=(0.0, 1.0), V0=50.0, width=0.2, centre=None) -> Potential:
     return Potential("barrier", _centred(domain, width, centre, _v0(V0), 0.0))
 
 
-def double_well(
-    domain=(-2.0, 2.0), V0=50.0, width=0.8, separation=0.4, centre=None, **_
-) -> Potential:
+def double_well(domain=(-2.0, 2.0), V0=50.0, width=0.8, separation=0.4, centre=None) -> Potential:
     """Two wells of `width` (V = 0) a `separation` apart, V0 between and around them."""
     lo, hi = _domain(domain)
     V0 = _v0(V0)
@@ -141,14 +154,14 @@ def double_well(
     )
 
 
-def harmonic(domain=(-8.0, 8.0), omega=1.0, **_) -> Potential:
+def harmonic(domain=(-8.0, 8.0), omega=1.0) -> Potential:
     """V = omega^2 x^2; E_n = omega (2n + 1) once the box is wide enough not to matter."""
     lo, hi = _domain(domain)
     _check(omega > 0, f"potential.omega={omega} must be > 0")
     return Potential("harmonic", ((lo, hi, 0.0),), smooth=lambda x: omega**2 * x**2, omega=omega)
 
 
-def piecewise(segments=None, **_) -> Potential:
+def piecewise(segments=None) -> Potential:
     """User segments [[x0, x1, V], [x1, x2, V], ...], contiguous, covering the domain in order."""
     _check(
         bool(segments),
@@ -165,7 +178,7 @@ def piecewise(segments=None, **_) -> Potential:
     return Potential("piecewise", tuple(rows))
 
 
-def formula(domain=(-1.0, 1.0), formula=None, **_) -> Potential:
+def formula(domain=(-4.0, 4.0), formula=None) -> Potential:
     """A smooth V(x) written as a formula in x (parsed safely, never eval'd)."""
     lo, hi = _domain(domain)
     _check(bool(formula), 'potential=formula needs potential.formula="<expression in x>"')

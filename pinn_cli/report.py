@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .outputs import HYDRA_OVERRIDES, LOG, METRICS, PSI, SUMMARY, WAVEFUNCTION_PNG
+
 SUMMARY_CSV = "summary.csv"
 REPORT_MD = "report.md"
 FIGURES = "figures"
-LOG_FILE = "pinn_run.log"
-PSI_FILE = "psi.csv"  # x,psi,psi_exact,V per run, when the runner writes it
 SEED = "seed"
 OBJECTIVE = "energy.rel_error"
 
@@ -207,9 +207,9 @@ def _read(path: Path) -> str:
 def load_job(folder: Path, sweep: Path) -> Job:
     hydra = hydra_job_fields(_read(folder / ".hydra" / "hydra.yaml"))
     num = hydra.get("num", folder.name)
-    overrides = parse_overrides(_read(folder / ".hydra" / "overrides.yaml"))
+    overrides = parse_overrides(_read(folder / HYDRA_OVERRIDES))
     summary, error = None, None
-    summary_path = folder / "summary.json"
+    summary_path = folder / SUMMARY
     if summary_path.exists():
         try:
             summary = json.loads(summary_path.read_text())
@@ -220,7 +220,7 @@ def load_job(folder: Path, sweep: Path) -> Job:
         if status != "completed":
             error = summary.get("stop_reason") or f"status {status}"
         return Job(folder, _relative(folder, sweep), _int(num), overrides, summary, status, error)
-    log = _read(folder / LOG_FILE)
+    log = _read(folder / LOG)
     error = error or error_from_log(log)
     for path in _scheduler_logs(sweep, hydra.get("id")):
         error = error or error_from_scheduler_log(_read(path))
@@ -551,7 +551,7 @@ def convergence(path: Path, jobs: list[Job], swept: list[str], highlight: int) -
     curves = []
     for job in jobs:
         reference = finite(dig(job.summary, ("energy", "reference")))
-        metrics = job.folder / "metrics.csv"
+        metrics = job.folder / METRICS
         if reference is None or reference == 0 or not metrics.exists():
             continue
         columns = read_columns(metrics)
@@ -593,7 +593,7 @@ def best_psi(path: Path, jobs: list[Job], swept: list[str], count: int) -> Path 
         ax.set_title(
             f"#{job.num} {settings}\nE rel. error {job.objective or math.nan:.2e}", fontsize=8
         )
-        psi_file, png = job.folder / PSI_FILE, job.folder / "wavefunction.png"
+        psi_file, png = job.folder / PSI, job.folder / WAVEFUNCTION_PNG
         columns = read_columns(psi_file) if psi_file.exists() else {}
         if {"x", "psi", "psi_exact"} <= set(columns):
             ax.plot(columns["x"], columns["psi_exact"], color="k", lw=2.5, alpha=0.45)

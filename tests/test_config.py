@@ -1,11 +1,23 @@
+import dataclasses
+import inspect
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from pinn_cli.cli import one_line, to_config
-from pinn_cli.config import Config, ConfigError, register_configs, validate
+from pinn_cli.cli import _resumed_config, one_line, to_config
+from pinn_cli.config import (
+    POTENTIAL_SCHEMAS,
+    Config,
+    ConfigError,
+    PotentialConfig,
+    potential_params,
+    register_configs,
+    validate,
+)
+from pinn_cli.potentials import REGISTRY, make_potential
 
 CONF = Path(__file__).resolve().parents[1] / "pinn_cli" / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and not p.name.startswith("_"))
@@ -100,3 +112,159 @@ def test_composition_errors_become_one_line(composer):
         composer("potential=nowhere")
     line = one_line(err.value)
     assert "finite_well" in line and "nowhere" in line and "\n" not in line
+
+
+# --------------------------------------------------------------------------------------------
+# one schema per potential
+
+
+def factory_parameters(name):
+    """The named keyword arguments of a potential's factory (not its catch-all **kwargs)."""
+    signature = inspect.signature(REGISTRY[name])
+    return {
+        p.name
+        for p in signature.parameters.values()
+        if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    }
+
+
+def schema_fields(cls):
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def test_every_registered_potential_has_a_schema_and_a_config():
+    assert set(POTENTIAL_SCHEMAS) == set(REGISTRY) == set(options("potential"))
+    assert len(set(POTENTIAL_SCHEMAS.values())) == len(POTENTIAL_SCHEMAS)  # no shared class
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_each_potential_composes_to_its_own_schema(composer, name):
+    typed = to_config(composer(f"potential={name}"))
+    schema = POTENTIAL_SCHEMAS[name]
+    assert type(typed.potential) is schema
+    assert issubclass(schema, PotentialConfig) and typed.potential.name == name
+    assert schema_fields(schema) == factory_parameters(name) | {"name"}
+    params = potential_params(typed.potential)
+    assert set(params) == factory_parameters(name)
+    assert make_potential(name, **params).name == name
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_schema_defaults_match_the_potential_config_file(name):
+    text = yaml.safe_load((CONF / "potential" / f"{name}.yaml").read_text())
+    assert f"/schema/potential/{name}@_here_" in text["defaults"]
+    values = {k: v for k, v in text.items() if k != "defaults"}
+    assert values == {
+        k: v for k, v in dataclasses.asdict(POTENTIAL_SCHEMAS[name]()).items() if k in values
+    }
+
+
+def test_potential_params_are_plain_values(composer):
+    params = potential_params(to_config(composer("potential=piecewise")).potential)
+    assert params == {"segments": [[0.0, 0.3, 0.0], [0.3, 0.5, 40.0], [0.5, 1.0, 10.0]]}
+    assert type(params["segments"]) is list and type(params["segments"][0]) is list
+    params = potential_params(to_config(composer("potential=double_well")).potential)
+    assert params == {
+        "domain": (-2.0, 2.0),
+        "V0": 50.0,
+        "width": 0.8,
+        "separation": 0.4,
+        "centre": None,
+    }
+
+
+def test_infinite_well_config_lists_only_its_own_keys(pinn_run):
+    proc = pinn_run("potential=infinite_well", "--cfg", "job", check=True)
+    composed = yaml.safe_load(proc.stdout)
+    assert composed["potential"] == {"name": "infinite_well", "domain": [0.0, 1.0]}
+    for key in ("V0", "omega", "formula", "width", "segments"):
+        assert key not in composed["potential"]
+
+
+def foreign_keys():
+    """(potential, a key that some other potential has but this one lacks), one per potential."""
+    every = set().union(*(schema_fields(c) for c in POTENTIAL_SCHEMAS.values()))
+    return [(n, sorted(every - schema_fields(c))[0]) for n, c in sorted(POTENTIAL_SCHEMAS.items())]
+
+
+@pytest.mark.parametrize("name,key", [*foreign_keys(), ("finite_well", "formula")])
+@pytest.mark.parametrize("plus", ["", "+"])
+def test_a_key_of_another_potential_is_refused_in_one_line(pinn_run, tmp_path, name, key, plus):
+    proc = pinn_run(f"potential={name}", f"{plus}potential.{key}=2", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"potential.{key} is not a parameter of potential={name}" in lines[0], lines[0]
+    assert not (tmp_path / "metrics.csv").exists()
+
+
+def test_a_wrongly_typed_potential_value_is_one_line(pinn_run, tmp_path):
+    proc = pinn_run("potential=finite_well", "potential.V0=abc", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "potential.V0" in lines[0] and "abc" in lines[0], proc.stderr
+
+
+def test_the_name_must_match_the_chosen_potential(composer):
+    with pytest.raises(ConfigError, match="potential=harmonic"):
+        to_config(composer("potential=infinite_well", "potential.name=harmonic"))
+
+
+def test_unknown_potential_keys_are_named_by_one_line(composer):
+    with pytest.raises(Exception) as err:
+        composer("potential=harmonic", "potential.V0=3")
+    line = one_line(err.value)
+    assert (
+        line
+        == "potential.V0 is not a parameter of potential=harmonic; its parameters are "
+        + str(
+            [f.name for f in dataclasses.fields(POTENTIAL_SCHEMAS["harmonic"]) if f.name != "name"]
+        )
+    )
+    with pytest.raises(Exception) as err:
+        composer("potential=nowhere")
+    assert "schema" not in one_line(err.value)
+
+
+# --------------------------------------------------------------------------------------------
+# a resumed config is typed as a fresh one
+
+
+def save_run(tmp_path, cfg) -> Path:
+    """A run folder holding `cfg` as Hydra saves it (.hydra/config.yaml)."""
+    (tmp_path / ".hydra").mkdir(parents=True)
+    (tmp_path / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_a_resumed_config_is_typed_as_a_fresh_one(composer, tmp_path, name):
+    composed = composer(f"potential={name}", "seed=3")
+    fresh = to_config(composed)
+    resumed = _resumed_config(save_run(tmp_path, composed))
+    assert type(resumed.potential) is type(fresh.potential) is POTENTIAL_SCHEMAS[name]
+    assert dataclasses.asdict(resumed) == dataclasses.asdict(fresh)
+    assert resumed.seed == 3
+
+
+def test_a_resumed_config_keeps_changed_potential_values(composer, tmp_path):
+    composed = composer("potential=double_well", "potential.V0=20", "potential.centre=0.1")
+    resumed = _resumed_config(save_run(tmp_path, composed))
+    assert type(resumed.potential) is POTENTIAL_SCHEMAS["double_well"]
+    assert (resumed.potential.V0, resumed.potential.centre) == (20.0, 0.1)
+
+
+def test_a_run_folder_from_the_shared_schema_resumes_typed(composer, tmp_path):
+    """Run folders written when one schema held every potential's keys still resume."""
+    composed = composer("potential=infinite_well")
+    legacy = {"V0": 0.0, "width": 0.0, "centre": None, "separation": 0.0, "omega": 1.0}
+    composed.potential = {**OmegaConf.to_container(composed.potential), **legacy}
+    resumed = _resumed_config(save_run(tmp_path, composed))
+    assert resumed.potential == POTENTIAL_SCHEMAS["infinite_well"]()
+
+
+def test_a_resumed_folder_naming_no_known_potential_is_refused(composer, tmp_path):
+    composed = composer()
+    composed.potential = {"name": "nowhere", "domain": [0.0, 1.0]}
+    with pytest.raises(ConfigError, match="nowhere"):
+        _resumed_config(save_run(tmp_path, composed))

@@ -11,37 +11,37 @@ import pytest
 from conftest import TINY
 from test_train import config
 
-from pinn_cli import experiment, train
+from pinn_cli import assemble, ensemble, train
 
 SMALL = ["model.width=8", "train.points=32", "train.steps=150", "optim.refine_steps=20"]
 
 
 def fitted(cfg):
-    built = experiment.build(cfg)
-    return train.fit(built.problem, built.settings, built.state, built.stages)
+    built = assemble.build(cfg)
+    return train.fit(built.problem, built.plan, built.state)
 
 
 def normalised_psi(cfg, params):
-    problem = experiment.build(cfg).problem
+    problem = assemble.build(cfg).problem
     p = np.asarray(problem.psi(params["net"], problem.x))
     return p / np.sqrt(np.sum(np.asarray(problem.w) * p**2))
 
 
 def test_member_i_is_the_network_that_seed_plus_i_trains_alone():
-    ensemble = fitted(config(*SMALL, "seed=5", "train.ensemble=3", "potential=finite_well"))
-    assert ensemble.status == "completed" and ensemble.diverged_at == [None] * 3
+    together = fitted(config(*SMALL, "seed=5", "train.ensemble=3", "potential=finite_well"))
+    assert together.status == "completed" and together.diverged_at == [None] * 3
     energies = []
     for i in range(3):
         cfg = config(*SMALL, f"seed={5 + i}", "potential=finite_well")
         alone = fitted(cfg)
-        mine = experiment.member(ensemble.params, i)
+        mine = ensemble.member(together.params, i)
         # psi's scale (the output bias under exp) is a null direction of the normalised loss,
         # where rounding differences may drift: compare the normalised psi, E and the loss.
         np.testing.assert_allclose(
             normalised_psi(cfg, mine), normalised_psi(cfg, alone.params), rtol=0, atol=1e-8
         )
         assert float(mine["energy"]) == pytest.approx(float(alone.params["energy"]), rel=1e-10)
-        assert ensemble.final_loss[i] == pytest.approx(alone.final_loss[0], rel=1e-4)
+        assert together.final_loss[i] == pytest.approx(alone.final_loss[0], rel=1e-4)
         energies.append(float(mine["energy"]))
     assert len(set(energies)) == 3  # three different networks, not one copied
 
@@ -72,15 +72,15 @@ BLOCKS = ["train.log_every=25", "train.checkpoint_every=25"]
 
 
 def poisoned_fit(members, after=3, on_checkpoint=lambda step, state: None):
-    built = experiment.build(config(*ENSEMBLE, *BLOCKS))
-    (stage, n), *rest = built.stages
+    built = assemble.build(config(*ENSEMBLE, *BLOCKS))
+    params = ensemble.member(built.state.params, 0)
+    (stage, n), *rest = train.make_stages(built.problem, built.plan, params)
     poisoned = dataclasses.replace(stage)
     poisoned.__dict__["block"] = Poisoned(stage.block, members, after)  # over the cached jit
     seen = []
     callbacks = train.Callbacks(on_log=seen.append, on_checkpoint=on_checkpoint)
-    result = train.fit(
-        built.problem, built.settings, built.state, [(poisoned, n), *rest], callbacks
-    )
+    stages = [(poisoned, n), *rest]
+    result = train.fit(built.problem, built.plan, built.state, callbacks, stages=stages)
     return result, seen
 
 
@@ -92,7 +92,7 @@ def test_a_diverging_member_keeps_its_last_finite_state_and_the_others_finish():
     member_1 = [r for records in seen for r in records if r["member"] == 1]
     assert [r["step"] for r in member_1] == [25, 50]  # no rows after it diverged
     last_logged = member_1[-1]["energy"]
-    e = experiment.build(config(*SMALL, "potential=finite_well")).problem.energy_scale
+    e = assemble.build(config(*SMALL, "potential=finite_well")).problem.energy_scale
     assert float(result.params["energy"][1]) * e == pytest.approx(last_logged, rel=1e-12)
     assert len([r for records in seen for r in records if r["member"] == 0]) == 6
 
@@ -138,12 +138,12 @@ def test_a_resumed_ensemble_keeps_a_diverged_member_frozen():
     whole, _ = poisoned_fit(
         [1], after=3, on_checkpoint=lambda step, state: saved.update({step: state})
     )
-    assert [int(d) for d in saved[100]["diverged_at"]] == [-1, 75, -1]
-    built = experiment.build(config(*ENSEMBLE, *BLOCKS))  # not poisoned: member 1 would train
-    resumed = train.fit(built.problem, built.settings, saved[100], built.stages)
+    assert [int(d) for d in saved[100].diverged_at] == [-1, 75, -1]
+    built = assemble.build(config(*ENSEMBLE, *BLOCKS))  # not poisoned: member 1 would train
+    resumed = train.fit(built.problem, built.plan, saved[100])
     assert resumed.diverged_at == [None, 75, None] and resumed.status == "completed"
     for a, b, c in zip(
-        *(jax.tree.leaves(r) for r in (resumed.params, whole.params, saved[100]["params"]))
+        *(jax.tree.leaves(r) for r in (resumed.params, whole.params, saved[100].params))
     ):
         assert np.array_equal(a[1], c[1])  # frozen where it diverged
         np.testing.assert_array_equal(

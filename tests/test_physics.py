@@ -1,72 +1,186 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pinn_cli import physics
-from pinn_cli.model import derivatives
+from pinn_cli import physics, quadrature
+from pinn_cli.activations import ACTIVATIONS
+from pinn_cli.model import derivatives, make_trial_function
 from pinn_cli.potentials import barrier, finite_well, infinite_well
 
 
 def sine(n, lo=0.0, hi=1.0):
-    return lambda _params, x: jnp.sin(n * jnp.pi * (x - lo) / (hi - lo))
+    return lambda _params, x: jnp.sin(n * jnp.pi * (x[0] - lo) / (hi - lo))
+
+
+def column(x):
+    return jnp.asarray(x)[:, None]
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5])
 def test_exact_eigenfunctions_have_zero_residual(n):
-    x = jnp.linspace(0.01, 0.99, 57)
-    p, _, d2p = physics.evaluate(sine(n), None, x)
-    r = physics.residual(p, d2p, jnp.zeros_like(x), (n * np.pi) ** 2)
+    x = column(jnp.linspace(0.01, 0.99, 57))
+    p, _, lap = physics.evaluate(sine(n), None, x)
+    r = physics.residual(p, lap, jnp.zeros_like(p), (n * np.pi) ** 2)
     assert float(jnp.max(jnp.abs(r))) < 1e-10 * (n * np.pi) ** 2
     # ...and a wrong energy does not
-    r_wrong = physics.residual(p, d2p, jnp.zeros_like(x), (n * np.pi) ** 2 * 1.01)
+    r_wrong = physics.residual(p, lap, jnp.zeros_like(p), (n * np.pi) ** 2 * 1.01)
     assert float(jnp.max(jnp.abs(r_wrong))) > 1e-2
 
 
+def test_product_of_sines_has_zero_residual_in_two_dimensions():
+    """sin(n pi x / Lx) sin(m pi y / Ly) on [0, Lx] x [0, Ly] at E = pi^2 (n^2/Lx^2 + m^2/Ly^2)."""
+    lx, ly, n, m = 1.0, 2.0, 2, 3
+
+    def psi(_, x):
+        return jnp.sin(n * jnp.pi * x[0] / lx) * jnp.sin(m * jnp.pi * x[1] / ly)
+
+    pts = jnp.asarray(np.random.default_rng(0).uniform([0, 0], [lx, ly], size=(40, 2)))
+    p, grad, lap = physics.evaluate(psi, None, pts)
+    assert grad.shape == (40, 2)
+    e = np.pi**2 * (n**2 / lx**2 + m**2 / ly**2)
+    assert float(jnp.max(jnp.abs(physics.residual(p, lap, 0.0, e)))) < 1e-10 * e
+    assert float(jnp.max(jnp.abs(physics.residual(p, lap, 0.0, 1.01 * e)))) > 1e-2
+
+
 def test_derivatives_match_closed_form():
-    x = jnp.linspace(-1.0, 1.0, 11)
-    _, dp, d2p = physics.evaluate(lambda _, t: jnp.exp(2 * t) * t**2, None, x)
-    e = np.exp(2 * np.asarray(x))
-    xs = np.asarray(x)
-    np.testing.assert_allclose(dp, e * (2 * xs**2 + 2 * xs), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(d2p, e * (4 * xs**2 + 8 * xs + 2), rtol=1e-12, atol=1e-12)
-    assert derivatives(lambda _, t: t**3, None, jnp.asarray(2.0))[2] == pytest.approx(12.0)
+    x = column(jnp.linspace(-1.0, 1.0, 11))
+    _, dp, lap = physics.evaluate(lambda _, t: jnp.exp(2 * t[0]) * t[0] ** 2, None, x)
+    xs = np.asarray(x)[:, 0]
+    e = np.exp(2 * xs)
+    np.testing.assert_allclose(dp[:, 0], e * (2 * xs**2 + 2 * xs), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(lap, e * (4 * xs**2 + 8 * xs + 2), rtol=1e-12, atol=1e-12)
+    assert derivatives(lambda _, t: t[0] ** 3, None, jnp.asarray([2.0]))[2] == pytest.approx(12.0)
 
 
 @pytest.mark.parametrize("n", [1, 2, 4])
 def test_rayleigh_quotient_of_exact_state_is_its_energy(n):
     pot = infinite_well((0.0, 2.0))
-    grid = physics.gauss_grid(pot.pieces, 64, pot)
-    p, dp, _ = physics.evaluate(sine(n, 0.0, 2.0), None, jnp.asarray(grid.x))
-    e = physics.rayleigh_quotient(p, dp, grid.w, grid.v)
+    rule = quadrature.gauss(pot.box, 64)
+    p, grad, _ = physics.evaluate(sine(n, 0.0, 2.0), None, jnp.asarray(rule.x))
+    e = physics.rayleigh_quotient(p, grad, rule.w, pot.values(rule.x))
     assert float(e) == pytest.approx((n * np.pi / 2.0) ** 2, rel=1e-13)
 
 
-def test_gauss_grid_integrates_discontinuous_integrands_exactly():
+def test_gauss_rule_integrates_discontinuous_integrands_exactly():
     pot = finite_well((-2.0, 2.0), V0=50.0, width=1.0)
-    grid = physics.gauss_grid(pot.pieces, 60, pot)
-    assert not np.any(np.isin(grid.x, pot.breakpoints))
+    rule = quadrature.gauss(pot.box, 60)
+    assert rule.x.shape[1] == 1
+    assert not np.any(np.isin(rule.x, pot.breakpoints))
     # integral of V(x) x^2 over [-2, 2] = 50 * 2 * (8 - 1/8) / 3
     exact = 50.0 * 2.0 * (8.0 - 0.125) / 3.0
-    assert np.sum(grid.w * grid.v * grid.x**2) == pytest.approx(exact, rel=1e-14)
-    assert np.sum(grid.w) == pytest.approx(4.0, rel=1e-14)
+    assert np.sum(rule.w * pot.values(rule.x) * rule.x[:, 0] ** 2) == pytest.approx(
+        exact, rel=1e-14
+    )
+    assert np.sum(rule.w) == pytest.approx(4.0, rel=1e-14)
 
 
-def test_uniform_grid_is_trapezoid():
+def test_tensor_rule_integrates_a_jump_on_each_axis_exactly():
+    """A 2-D box with a breakpoint on each axis: the product rule is exact for a polynomial
+    times a step in x and a step in y, and no node lies on a breakpoint line."""
+    box = quadrature.Box(((0.0, 1.0), (-1.0, 2.0)), ((0.3,), (0.5, 1.0)))
+    rule = quadrature.gauss(box, 400)
+    x, y = rule.x[:, 0], rule.x[:, 1]
+    assert rule.x.shape[1] == 2 and not np.any(np.isin(x, [0.3])) and not np.any(np.isin(y, [0.5]))
+    f = (x > 0.3) * x**3 * (y > 0.5) * y**2
+    assert np.sum(rule.w * f) == pytest.approx((1 - 0.3**4) / 4 * (8 - 0.125) / 3, rel=1e-13)
+    assert np.sum(rule.w) == pytest.approx(3.0, rel=1e-14)
+
+
+def test_uniform_rule_is_trapezoid():
     pot = barrier((0.0, 1.0), V0=50.0, width=0.2)
-    grid = physics.uniform_grid(pot.domain, 101, pot)
-    assert np.sum(grid.w) == pytest.approx(1.0)
-    assert np.sum(grid.w * grid.x**2) == pytest.approx(1 / 3, rel=1e-4)
+    rule = quadrature.uniform(pot.box, 101)
+    assert np.sum(rule.w) == pytest.approx(1.0)
+    assert np.sum(rule.w * rule.x[:, 0] ** 2) == pytest.approx(1 / 3, rel=1e-4)
+
+
+def nested_laplacian(psi, params, x):
+    """lap psi at one point by nested reverse-over-reverse autodiff (the Hessian's trace)."""
+    return jnp.trace(jax.hessian(lambda y: psi(params, y))(x))
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize(
+    "box",
+    [
+        quadrature.Box(((-2.0, 2.0),), ((-0.5, 0.5),)),
+        quadrature.Box(((0.0, 1.0), (-1.0, 2.0)), ((0.4,), ())),
+    ],
+    ids=["1d", "2d"],
+)
+@pytest.mark.parametrize("output", ["exp", "linear"])
+def test_one_pass_laplacian_matches_nested_autodiff(activation, box, output):
+    psi, params = make_trial_function(
+        box=box,
+        width=6,
+        depth=2,
+        activation=activation,
+        output=output,
+        breakpoint_features=True,
+        key=jax.random.key(3),
+        scale=1.3,
+    )
+    lo = np.array([a for a, _ in box.intervals])
+    hi = np.array([b for _, b in box.intervals])
+    x = jnp.asarray(np.random.default_rng(1).uniform(lo, hi, size=(17, box.dim)))
+    p, grad, lap = psi.taylor(params, x)
+    np.testing.assert_allclose(p, jax.vmap(lambda y: psi(params, y))(x), rtol=1e-13, atol=1e-14)
+    grads = jax.vmap(jax.grad(lambda y: psi(params, y)))(x)
+    np.testing.assert_allclose(grad, grads, rtol=1e-11, atol=1e-12)
+    laps = jax.vmap(lambda y: nested_laplacian(psi, params, y))(x)
+    np.testing.assert_allclose(lap, laps, rtol=1e-10, atol=1e-10)
+    # one point at a time (what the Levenberg-Marquardt Jacobian differentiates) agrees too
+    p0, _, lap0 = derivatives(psi, params, x[0])
+    assert float(p0) == pytest.approx(float(p[0]), rel=1e-13)
+    assert float(lap0) == pytest.approx(float(lap[0]), rel=1e-11, abs=1e-12)
+
+
+def test_trial_function_vanishes_on_the_whole_boundary_of_a_box():
+    box = quadrature.Box(((0.0, 1.0), (-1.0, 2.0)), ((), ()))
+    psi, params = make_trial_function(
+        box=box,
+        width=5,
+        depth=1,
+        activation="tanh",
+        output="exp",
+        breakpoint_features=False,
+        key=jax.random.key(0),
+    )
+    t = jnp.linspace(0.0, 1.0, 9)
+    edges = [
+        jnp.stack([t * 0.0, -1.0 + 3.0 * t], -1),
+        jnp.stack([t * 0.0 + 1.0, -1.0 + 3.0 * t], -1),
+        jnp.stack([t, t * 0.0 - 1.0], -1),
+        jnp.stack([t, t * 0.0 + 2.0], -1),
+    ]
+    for edge in edges:
+        assert float(jnp.max(jnp.abs(psi(params, edge)))) < 1e-15
+    assert float(psi(params, jnp.asarray([[0.5, 0.5]]))[0]) > 0
+
+
+def test_projection_removes_the_lower_states():
+    rule = quadrature.gauss(infinite_well((0.0, 1.0)).box, 64)
+    x, w = rule.x[:, 0], rule.w
+    ground = np.sqrt(2.0) * np.sin(np.pi * x)[:, None]  # normalised on [0, 1]
+    lower = physics.Lower(ground, -(np.pi**2) * ground)
+    f, f_lap = x - x**3, -6.0 * x  # overlaps the ground state
+    c = float(physics.overlaps(lower, w, f)[0])
+    p, lap = physics.project(lower, w, f, f_lap)
+    assert abs(c) > 0.1
+    assert abs(float(np.sum(w * p * ground[:, 0]))) < 1e-14
+    # the Laplacian of the projected function: lap f - c lap(ground)
+    np.testing.assert_allclose(lap, f_lap + c * np.pi**2 * ground[:, 0], rtol=1e-13, atol=1e-13)
 
 
 def test_hard_normalisation_is_scale_invariant_and_penalty_is_not():
-    x = jnp.linspace(0.05, 0.95, 40)
-    w = jnp.full_like(x, 1 / 40)
-    v = jnp.zeros_like(x)
-    p, _, d2p = physics.evaluate(sine(1), None, x)
+    x = column(jnp.linspace(0.05, 0.95, 40))
+    w = jnp.full(40, 1 / 40)
+    v = jnp.zeros(40)
+    p, _, lap = physics.evaluate(sine(1), None, x)
     kw = dict(w=w, v=v, energy=9.0)
-    hard1 = physics.loss_terms(p, d2p, normalization="hard", norm_weight=1.0, **kw)
-    hard3 = physics.loss_terms(3 * p, 3 * d2p, normalization="hard", norm_weight=1.0, **kw)
+    hard1 = physics.loss_terms(p, lap, normalization="hard", norm_weight=1.0, **kw)
+    hard3 = physics.loss_terms(3 * p, 3 * lap, normalization="hard", norm_weight=1.0, **kw)
     assert float(hard1["residual"]) == pytest.approx(float(hard3["residual"]), rel=1e-12)
-    pen = physics.loss_terms(3 * p, 3 * d2p, normalization="penalty", norm_weight=2.0, **kw)
+    pen = physics.loss_terms(3 * p, 3 * lap, normalization="penalty", norm_weight=2.0, **kw)
     n2 = float(jnp.sum(w * 9 * p**2))
     assert float(pen["norm"]) == pytest.approx(2.0 * (n2 - 1.0) ** 2)

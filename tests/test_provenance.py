@@ -13,7 +13,7 @@ import yaml
 from conftest import BIN
 
 from pinn_cli import provenance
-from pinn_cli.config import Config, ModelConfig, PotentialConfig
+from pinn_cli.config import BarrierConfig, Config, ModelConfig
 
 KEYS = {
     "versions",
@@ -47,7 +47,7 @@ ARGV = ["pinn-run", "potential=barrier", "hydra.run.dir=/tmp/with space"]
 
 
 def barrier_config(**model) -> dict:
-    potential = PotentialConfig(name="barrier", V0=50.0, width=0.2)
+    potential = BarrierConfig(V0=50.0, width=0.2)
     return dataclasses.asdict(Config(potential=potential, model=ModelConfig(**model)))
 
 

@@ -12,7 +12,7 @@ SMALL = ["train.steps=1000", "optim.refine_steps=300"]
 
 
 def run(tmp_path, *overrides):
-    assert experiment.run(config(*SMALL, *overrides), tmp_path) == 0
+    assert experiment.run(config(*SMALL, *overrides), tmp_path).code == 0
     return json.loads((tmp_path / "summary.json").read_text())
 
 
@@ -73,7 +73,9 @@ def test_state_resume_after_interrupt_between_states(tmp_path):
     shutil.copytree(whole, part)
     shutil.rmtree(part / "checkpoints" / "state_1")
     (part / "summary.json").unlink()
-    assert experiment.run(config(*SMALL, "potential=barrier", "state=1"), part, resume=True) == 0
+    assert (
+        experiment.run(config(*SMALL, "potential=barrier", "state=1"), part, resume=True).code == 0
+    )
     a = json.loads((part / "summary.json").read_text())
     b = json.loads((whole / "summary.json").read_text())
     assert a["states"][0]["energy"] == b["states"][0]["energy"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
 
-from pinn_cli import experiment, train
+from pinn_cli import assemble, experiment, lm, physics, problem, train
 from pinn_cli.cli import to_config
 from pinn_cli.config import register_configs
 
@@ -20,9 +20,11 @@ def config(*overrides):
 
 
 def run(tmp_path, *overrides):
-    code = experiment.run(config(*overrides), tmp_path)
-    assert code == 0
-    return json.loads((tmp_path / "summary.json").read_text())
+    result = experiment.run(config(*overrides), tmp_path)
+    assert result.code == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert result.objective == summary["energy"]["rel_error"]
+    return summary
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
@@ -87,27 +89,27 @@ def test_levenberg_marquardt_jacobian_matches_autodiff(overrides, lower_states):
     cfg = config("potential=barrier", "model.width=4", "train.points=24", *overrides)
     lower = None
     if lower_states:  # any W-orthonormal functions on the grid will do as "lower states"
-        x = np.asarray(experiment.build(cfg).problem.x)
-        w = np.asarray(experiment.build(cfg).problem.w)
+        built = assemble.build(cfg)
+        x, w = np.asarray(built.problem.x)[:, 0], np.asarray(built.problem.w)
         f = np.stack([np.sin((k + 1) * np.pi * (x + 1.0) / 2.0) for k in range(lower_states)], 1)
         q, _ = np.linalg.qr(np.sqrt(w)[:, None] * f)
         f = q / np.sqrt(w)[:, None]
-        lower = (f, f * np.linspace(-3.0, 5.0, x.size)[:, None])
-    built = experiment.build(cfg, n=lower_states, lower=lower)
-    flat, unravel = ravel_pytree(built.state["params"])
-    residual_vector, with_jacobian = train.make_residual_jacobian(built.problem, unravel)
+        lower = physics.Lower(f, f * np.linspace(-3.0, 5.0, x.size)[:, None])
+    built = assemble.build(cfg, n=lower_states, lower=lower)
+    flat, unravel = ravel_pytree(built.state.params)
+    residual_vector, with_jacobian = lm.make_residual_jacobian(built.problem, unravel)
     r, jac = with_jacobian(flat)
     np.testing.assert_allclose(r, residual_vector(flat), rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(jac, jax.jacfwd(residual_vector)(flat), rtol=1e-9, atol=1e-9)
-    loss = train.make_loss(built.problem)(built.state["params"])[0]
+    loss = problem.make_loss(built.problem)(built.state.params)[0]
     assert float(r @ r) == pytest.approx(float(loss), rel=1e-12)
 
 
 def test_blocks_resume_bit_identically():
     """Two blocks of 10 Adam steps equal one block of 20 (what resume relies on)."""
-    built = experiment.build(config("model.width=8", "train.points=32", "optim=adam"))
-    stage = built.stages[0][0]
-    params, opt = built.state["params"], built.state["opt"]["adam"]
+    built = assemble.build(config("model.width=8", "train.points=32", "optim=adam"))
+    stage = train.make_stages(built.problem, built.plan, built.state.params)[0][0]
+    params, opt = built.state.params, built.state.opt["adam"]
     p20, _, *_ = stage.block(params, opt, 20)
     p10, o10, *_ = stage.block(params, opt, 10)
     p10, o10, *_ = stage.block(p10, o10, 10)

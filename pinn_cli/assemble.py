@@ -1,0 +1,124 @@
+"""Configuration into plain objects: the potential, the quadrature rule, the trial function, the
+problem, the training plan and the initial training state. Nothing below this module sees the
+config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import physics
+from .config import Config, ConfigError, potential_params
+from .potentials import make_potential
+
+
+def potential_from(cfg: Config):
+    return make_potential(cfg.potential.name, **potential_params(cfg.potential))
+
+
+def fixed_energy(cfg: Config, potential, n: int = 0) -> float | None:
+    """The energy of state n to hold fixed, or None when it is learned."""
+    if cfg.energy.mode == "learned":
+        return None
+    if cfg.energy.value is not None:
+        return float(cfg.energy.value)
+    known = potential.closed_form_energy(n)
+    if known is None:
+        raise ConfigError(
+            f"energy=fixed needs energy.value: potential={potential.name!r} has no closed-form "
+            f"energy; give energy.value=<E> or use energy=learned"
+        )
+    return known
+
+
+def plan_from(cfg: Config):
+    from .train import Plan
+
+    t, o = cfg.train, cfg.optim
+    return Plan(
+        steps=t.steps,
+        lr=t.lr,
+        lr_schedule=t.lr_schedule,
+        lr_final=t.lr_final,
+        log_every=t.log_every,
+        checkpoint_every=t.checkpoint_every,
+        refine=o.refine,
+        refine_steps=o.refine_steps if o.refine != "none" else 0,
+        refine_tol=o.refine_tol,
+        ensemble=t.ensemble,
+    )
+
+
+def output_scale(cfg: Config, potential) -> float:
+    """psi = B exp(scale N): sqrt(max V - min V) L / 4 for a 1-D piecewise-constant part, at
+    least 1, so an O(1) network can reach the decay exponent of a deep well."""
+    if cfg.model.output_scale is not None:
+        return float(cfg.model.output_scale)
+    segments = getattr(potential, "segments", None)
+    if not segments:
+        return 1.0
+    values = [v for _, _, v in segments]
+    lo, hi = potential.domain
+    return max(1.0, np.sqrt(max(values) - min(values)) * (hi - lo) / 4.0)
+
+
+def rule_from(cfg: Config, potential):
+    from . import quadrature
+
+    if cfg.train.collocation == "gauss":
+        return quadrature.gauss(potential.box, cfg.train.points)
+    return quadrature.uniform(potential.box, cfg.train.points)
+
+
+@dataclass(frozen=True)
+class Built:
+    """What training state n needs: the potential, its problem, the plan and the initial state."""
+
+    potential: object
+    problem: object  # problem.Problem
+    plan: object  # train.Plan
+    state: object  # train.TrainState
+
+
+def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None) -> Built:
+    """Potential, grid, network, problem and plan for state n, with its initial training state.
+    `lower`: the states below n on the grid, W-orthonormal. With train.ensemble = K > 1 the
+    state's leaves carry a leading member axis of size K."""
+    import jax
+
+    jax.config.update("jax_enable_x64", cfg.precision == "float64")
+    import jax.numpy as jnp
+
+    from . import ensemble, model, problem, train
+
+    dtype = jnp.float64 if cfg.precision == "float64" else jnp.float32
+    potential = potential_from(cfg)
+    m = cfg.model
+    psi, net = model.make_trial_function(
+        box=potential.box,
+        width=m.width,
+        depth=m.depth,
+        activation=m.activation,
+        output=(("exp" if n == 0 else "linear") if m.output == "auto" else m.output),
+        breakpoint_features=m.breakpoint_features,
+        key=ensemble.keys(cfg.seed, cfg.train.ensemble, fold=n),
+        scale=output_scale(cfg, potential),
+        dtype=dtype,
+    )
+    prob = problem.make_problem(
+        psi,
+        rule_from(cfg, potential),
+        potential,
+        fixed_energy=fixed_energy(cfg, potential, n),
+        normalization=cfg.loss.normalization,
+        norm_weight=cfg.loss.norm_weight,
+        dtype=dtype,
+        lower=lower,
+        first_stage="ritz" if n > 0 else "residual",
+    )
+    members = cfg.train.ensemble
+    params = problem.init_params(prob, net, cfg.energy.init if n == 0 else None, members)
+    plan = plan_from(cfg)
+    return Built(potential, prob, plan, train.init_state(prob, plan, params))

@@ -1,0 +1,100 @@
+"""Learning-rate schedules and optimiser stages.
+
+A stage advances (params, opt_state) by n steps in one compiled call (`lax.scan`) and reports the
+loss, so Python is touched once per block. Levenberg-Marquardt, the second-order stage, is in
+lm.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import optax
+
+
+def make_schedule(kind: str, lr: float, lr_final: float, steps: int) -> optax.Schedule:
+    steps = max(steps, 1)
+    if kind == "constant":
+        return optax.constant_schedule(lr)
+    if kind == "cosine":
+        return optax.cosine_decay_schedule(lr, steps, alpha=lr_final / lr)
+    return optax.exponential_decay(lr, transition_steps=steps, decay_rate=lr_final / lr)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    init: Callable  # params -> opt_state
+    raw: Callable  # (params, opt_state, n) -> (params, opt_state, total, terms), not jitted
+    lr: Callable[[int], float]  # step within the stage -> learning rate, for the log
+    enter: Callable | None = None  # params -> params when the stage starts (not on resume)
+    members: int = 1  # > 1: every argument and result of `raw` has a leading member axis
+    block_size: int | None = None  # steps per compiled block; None: the plan's log interval
+    converges: bool = False  # stop once a block no longer lowers the loss (refinement stages)
+
+    @functools.cached_property
+    def block(self) -> Callable:
+        """`raw` compiled, with n static; vmapped over the members of an ensemble."""
+        if self.members == 1:
+            return jax.jit(self.raw, static_argnums=2)
+        raw = self.raw
+
+        def ensemble(params, opt_state, n):
+            return jax.vmap(lambda p, o: raw(p, o, n))(params, opt_state)
+
+        return jax.jit(ensemble, static_argnums=2)
+
+
+def for_members(stage: Stage, members: int) -> Stage:
+    """The stage for an ensemble: every argument and result of `block` and `init` carries a
+    leading member axis, and one compiled program advances all members together."""
+    if members == 1:
+        return stage
+    return dataclasses.replace(stage, init=jax.vmap(stage.init), members=members)
+
+
+def scan_block(loss: Callable, update: Callable) -> Callable:
+    """A block of n steps of `update(params, opt_state, total, grads)`."""
+    value_and_grad = jax.value_and_grad(loss, has_aux=True)
+
+    def one_step(carry, _):
+        params, opt_state = carry
+        (total, terms), grads = value_and_grad(params)
+        return update(params, opt_state, total, grads), (total, terms)
+
+    def block(params, opt_state, n):
+        (params, opt_state), _ = jax.lax.scan(one_step, (params, opt_state), length=n)
+        total, terms = loss(params)
+        return params, opt_state, total, terms
+
+    return block
+
+
+def adam_stage(loss: Callable, schedule: optax.Schedule) -> Stage:
+    opt = optax.adam(schedule)
+
+    def update(params, opt_state, total, grads):
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    return Stage("adam", opt.init, scan_block(loss, update), lambda k: float(schedule(k)))
+
+
+def lbfgs_stage(loss: Callable, block_size: int) -> Stage:
+    """optax.lbfgs with its zoom line search (strong Wolfe conditions)."""
+    opt = optax.lbfgs()
+    loss_only = lambda p: loss(p)[0]  # noqa: E731
+
+    def update(params, opt_state, total, grads):
+        updates, opt_state = opt.update(
+            grads, opt_state, params, value=total, grad=grads, value_fn=loss_only
+        )
+        return optax.apply_updates(params, updates), opt_state
+
+    block = scan_block(loss, update)
+    nan = lambda k: float("nan")  # noqa: E731
+    return Stage("lbfgs", opt.init, block, nan, block_size=block_size, converges=True)

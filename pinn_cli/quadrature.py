@@ -1,0 +1,105 @@
+"""Quadrature rules whose nodes double as collocation points: integral f ~ sum(w * f(x)).
+
+A rule is points `x` of shape (N, d) and weights `w` of shape (N,). On a box it is the tensor
+product of one rule per axis; each axis is split at its breakpoints (where V jumps), so the
+integrals of piecewise-smooth integrands are exact to the order of the rule and no node sits on
+a jump. A domain that is not a box (a disk in polar coordinates, a space-time slab) implements
+the same `Rule`. NumPy only: rules are built once, before anything is compiled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+Interval = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Box:
+    """A product of intervals, with the points on each axis where the potential jumps."""
+
+    intervals: tuple[Interval, ...]
+    breakpoints: tuple[tuple[float, ...], ...]  # per axis, inside its interval, increasing
+
+    @property
+    def dim(self) -> int:
+        return len(self.intervals)
+
+    @property
+    def lengths(self) -> tuple[float, ...]:
+        return tuple(hi - lo for lo, hi in self.intervals)
+
+    def pieces(self, axis: int) -> tuple[Interval, ...]:
+        """The sub-intervals of one axis on which the potential is smooth."""
+        lo, hi = self.intervals[axis]
+        edges = (lo, *self.breakpoints[axis], hi)
+        return tuple(zip(edges[:-1], edges[1:]))
+
+
+@dataclass(frozen=True)
+class Rule:
+    x: np.ndarray  # (N, d) nodes
+    w: np.ndarray  # (N,) weights
+
+    def __post_init__(self):
+        if self.x.ndim != 2 or self.w.shape != self.x.shape[:1]:
+            raise ValueError(
+                f"a rule needs x (N, d) and w (N,); got {self.x.shape}, {self.w.shape}"
+            )
+
+
+def tensor(axes: list[tuple[np.ndarray, np.ndarray]]) -> Rule:
+    """The product rule of one (nodes, weights) pair per axis; the last axis varies fastest."""
+    grids = np.meshgrid(*[x for x, _ in axes], indexing="ij")
+    weights = np.meshgrid(*[w for _, w in axes], indexing="ij")
+    x = np.stack([g.ravel() for g in grids], axis=-1)
+    return Rule(x, np.prod(np.stack([w.ravel() for w in weights]), axis=0))
+
+
+def gauss_pieces(pieces, counts) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights with counts[i] nodes on pieces[i], concatenated."""
+    xs, ws = [], []
+    for (a, b), n in zip(pieces, counts):
+        t, u = np.polynomial.legendre.leggauss(int(n))
+        xs.append(0.5 * (b - a) * t + 0.5 * (a + b))
+        ws.append(0.5 * (b - a) * u)
+    return np.concatenate(xs), np.concatenate(ws)
+
+
+def _split(pieces, total: int, min_per_piece: int) -> np.ndarray:
+    """About `total` nodes over the pieces, in proportion to their lengths."""
+    lengths = np.array([b - a for a, b in pieces])
+    return np.maximum(min_per_piece, np.round(total * lengths / lengths.sum()).astype(int))
+
+
+def gauss(box: Box, total: int, min_per_piece: int = 8) -> Rule:
+    """About `total` Gauss-Legendre nodes in all: total^(1/d) per axis, split by piece length."""
+    per_axis = max(1, round(total ** (1.0 / box.dim)))
+    axes = []
+    for axis in range(box.dim):
+        pieces = box.pieces(axis)
+        axes.append(gauss_pieces(pieces, _split(pieces, per_axis, min_per_piece)))
+    return tensor(axes)
+
+
+def gauss_fixed(box: Box, per_piece: int) -> Rule:
+    """`per_piece` Gauss-Legendre nodes on every smooth piece of every axis (for judging)."""
+    axes = []
+    for axis in range(box.dim):
+        pieces = box.pieces(axis)
+        axes.append(gauss_pieces(pieces, [per_piece] * len(pieces)))
+    return tensor(axes)
+
+
+def uniform(box: Box, total: int) -> Rule:
+    """Evenly spaced points including the walls, with trapezoid weights, total^(1/d) per axis."""
+    per_axis = max(2, round(total ** (1.0 / box.dim)))
+    axes = []
+    for lo, hi in box.intervals:
+        x = np.linspace(lo, hi, per_axis)
+        w = np.full(per_axis, x[1] - x[0])
+        w[[0, -1]] *= 0.5
+        axes.append((x, w))
+    return tensor(axes)

@@ -1,0 +1,90 @@
+"""Excited states: orthogonalisation against the lower states and Rayleigh-Ritz over them.
+
+State k trains its own network with states 0..k-1 projected out on the quadrature grid, so it
+lives in their orthogonal complement; `Basis` keeps the trained states as W-orthonormal
+combinations of the raw networks, and `ritz_output_layer` starts the residual stage from the
+exact minimiser of the Rayleigh quotient over the network's learned features.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import physics
+from .problem import Problem
+
+
+class Basis:
+    """The trained states as W-orthonormal combinations of the raw trial functions.
+
+    State k's function is its network's psi with the lower states projected out on the training
+    grid; `rows[k]` holds its coefficients over networks 0..k, so it can be evaluated anywhere.
+    """
+
+    def __init__(self, w: np.ndarray):
+        self.w = w
+        self.rows: list[np.ndarray] = []
+        self.p: list[np.ndarray] = []  # raw networks' psi on the training grid
+        self.lap: list[np.ndarray] = []
+
+    def lower(self) -> physics.Lower | None:
+        if not self.rows:
+            return None
+        a = self._matrix()
+        return physics.Lower(np.stack(self.p, 1) @ a.T, np.stack(self.lap, 1) @ a.T)
+
+    def _matrix(self) -> np.ndarray:
+        k = len(self.rows)
+        return np.array([np.pad(r, (0, k - len(r))) for r in self.rows])
+
+    def add(self, p: np.ndarray, lap: np.ndarray) -> None:
+        """Append a network's psi, orthogonalised against the states so far and normalised."""
+        k = len(self.rows)
+        row = np.zeros(k + 1)
+        row[k] = 1.0
+        if k:
+            a = self._matrix()
+            phi = np.stack(self.p, 1) @ a.T
+            c = phi.T @ (self.w * p)
+            row[:k] -= c @ a
+        self.p.append(p)
+        self.lap.append(lap)
+        f = np.stack(self.p, 1) @ row
+        self.rows.append(row / np.sqrt(np.sum(self.w * f * f)))
+
+    def combine(self, raw: list[np.ndarray]) -> list[np.ndarray]:
+        """Each state's values from the raw networks' values (N,) or (N, d) on any grid."""
+        stacked = np.stack(raw, -1)
+        return [stacked[..., : len(r)] @ r for r in self.rows]
+
+
+def ritz_output_layer(problem: Problem, params) -> dict:
+    """Rayleigh-Ritz in the span of the last hidden layer: set the (linear) output layer to the
+    lowest eigenvector of H in that span, orthogonal to the lower states, and E to its eigenvalue.
+
+    Adam only approaches the minimum of the Rayleigh quotient; the residual stage then converges
+    to the nearest eigenpair, which may be a higher state. The exact minimum over the learned
+    features is a much closer start, and it costs one small generalised eigenproblem.
+    """
+    import scipy.linalg
+
+    f, lap = jax.jit(problem.psi.basis_taylor)(params["net"], problem.x)
+    f, lap = physics.project(problem.lower, problem.w, f, lap)
+    f, lap, w, v = (np.asarray(a, float) for a in (f, lap, problem.w, problem.v))
+    s = f.T @ (w[:, None] * f)
+    h = f.T @ (w[:, None] * physics.residual(f, lap, v[:, None], 0.0))
+    h = 0.5 * (h + h.T)
+    lam, u = np.linalg.eigh(s)  # drop the directions the features (nearly) do not span
+    keep = lam > 1e-12 * lam.max()
+    t = u[:, keep] / np.sqrt(lam[keep])
+    e, y = scipy.linalg.eigh(t.T @ h @ t)
+    c = t @ y[:, 0]
+    net = jax.tree.map(lambda a: a, params["net"])
+    dtype = net["out"]["kernel"].dtype
+    net["out"] = {"kernel": jnp.asarray(c[:-1, None], dtype), "bias": jnp.asarray(c[-1:], dtype)}
+    out = {**params, "net": net}
+    if problem.fixed_energy is None:
+        out["energy"] = jnp.asarray(e[0] / problem.energy_scale, dtype)
+    return out
