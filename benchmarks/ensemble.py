@@ -5,12 +5,12 @@
 Two measurements, each interleaved so that the machine's drift hits every K alike:
 
 1. Per stage, in this process: the default experiment's Adam block (train.log_every steps) and
-   Levenberg-Marquardt block (10 steps), compiled ahead of time for each K and called --reps
-   times in turn; median ms per step of the whole ensemble.
+   Levenberg-Marquardt block (its block size, 10 steps), compiled ahead of time for each K and
+   called --reps times in turn; median ms per step of the whole ensemble.
 2. Whole runs: the real `pinn-run` command with and without train.ensemble=K, --runs times each
    in turn, after one untimed run of each that fills XLA's compilation cache; median wall time
    of the command, and the run's own startup_s (imports, config, compilation before the first
-   step) from summary.json.
+   step) from summary.json. --runs 0 skips this part.
 
 Ratios are ensemble time / one network's time; the issue's target is <= 3 at K = 8.
 """
@@ -53,14 +53,15 @@ def stage_times(members: list[int], reps: int) -> dict:
     """{(stage, K): [ms per step of the whole ensemble, per call]} on the default experiment."""
     import jax
 
-    from pinn_cli import experiment
+    from pinn_cli import assemble, train
 
     blocks = {}
     for k in members:
-        built = experiment.build(configure(k, []))
-        for stage, _ in built.stages:
-            n = built.settings.log_every if stage.name == "adam" else 10
-            params, opt = built.state["params"], built.state["opt"][stage.name]
+        built = assemble.build(configure(k, []))
+        params = built.state.params
+        for stage, _ in train.make_stages(built.problem, built.plan, train.one_member(params, k)):
+            n = stage.block_size or built.plan.log_every
+            opt = built.state.opt[stage.name]
             compiled = stage.block.lower(params, opt, n).compile()
             jax.block_until_ready(compiled(params, opt))
             blocks[(stage.name, k)] = (compiled, params, opt, n)
@@ -132,6 +133,8 @@ def report(meta: dict, stages: dict, runs: dict, members: int) -> str:
             if name == stage:
                 m = med(ts)
                 lines.append(f"| {stage} | {k} | {m:.3f} | {m / base:.2f} | {m / k:.3f} |")
+    if not runs:
+        return "\n".join(lines) + "\n"
     lines += [
         "",
         f"## Whole `pinn-run` commands, K = {members} against one network",
@@ -164,7 +167,9 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=Path("bench-results/ensemble.md"))
     ap.add_argument("--members", type=int, nargs="*", default=[1, 2, 4, 8])
     ap.add_argument("--reps", type=int, default=7, help="calls of each compiled block")
-    ap.add_argument("--runs", type=int, default=2, help="timed pinn-run commands per case and K")
+    ap.add_argument(
+        "--runs", type=int, default=2, help="timed pinn-run commands per case and K (0: none)"
+    )
     args = ap.parse_args(argv)
     import jax
 
@@ -172,7 +177,7 @@ def main(argv=None) -> None:
     members = sorted(set([1, *args.members]))
     start = cpu_clock()
     stages = stage_times(members, args.reps)
-    runs = whole_runs(members[-1], args.runs)
+    runs = whole_runs(members[-1], args.runs) if args.runs > 0 else {}
     meta = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),

@@ -44,7 +44,6 @@ PEERS = {
 }
 PEER_LINE = re.compile(r"ms_per_step=([\d.eE+-]+) E=([-\d.eE+]+) relerr=([\d.eE+-]+)")
 PINN = "pinn-run"
-PROTOTYPE = "pinn-run + taylor2 (prototype)"
 
 
 def overrides(width: int, points: int) -> list[str]:
@@ -106,14 +105,14 @@ def restrict_cores(threads: int) -> list[int]:
 def build(width: int, points: int):
     from hydra import compose, initialize_config_module
 
-    from pinn_cli import experiment
+    from pinn_cli import assemble
     from pinn_cli.cli import to_config
     from pinn_cli.config import register_configs
 
     register_configs()
     with initialize_config_module("pinn_cli.conf", version_base="1.3"):
         cfg = to_config(compose("config", overrides=overrides(width, points)))
-    return experiment.build(cfg)
+    return assemble.build(cfg)
 
 
 def xla_flops(compiled) -> float:
@@ -130,7 +129,7 @@ class Timed:
         import jax
 
         self.name, self.block, self.times, self.others = name, block, [], []
-        self.state = (built.state["params"], stage.init(built.state["params"]))
+        self.state = (built.state.params, stage.init(built.state.params))
         t0 = time.perf_counter()
         self.compiled = stage.block.lower(*self.state, block).compile()
         self.compile_s = time.perf_counter() - t0
@@ -170,25 +169,13 @@ class Timed:
         }
 
 
-def pinn_variants(width: int, points: int, block: int, prototype: bool) -> list[Timed]:
-    from pinn_cli import train
+def pinn_timed(width: int, points: int, block: int) -> Timed:
+    """pinn-run's Adam stage (the first of its stages) on the peers' problem."""
+    from pinn_cli import problem, train
 
     built = build(width, points)
-    out = [Timed(PINN, built, built.stages[0][0], train.make_loss(built.problem), block)]
-    if prototype:
-        try:
-            from benchmarks.derivatives import proposed_loss, proposed_stage
-
-            params = built.state["params"]
-            mine = float(train.make_loss(built.problem)(params)[0])
-            theirs = float(proposed_loss(built.problem)(params)[0])
-            if abs(theirs - mine) > 1e-9 * abs(mine):
-                raise ValueError(f"its loss {theirs!r} differs from pinn-run's {mine!r}")
-            stage = proposed_stage(built.problem, built.settings)
-            out.append(Timed(PROTOTYPE, built, stage, proposed_loss(built.problem), block))
-        except Exception as err:  # the prototype must never cost the benchmark its table
-            print(f"prototype skipped: {type(err).__name__}: {err}", file=sys.stderr)
-    return out
+    (adam, _), *_ = train.make_stages(built.problem, built.plan, built.state.params)
+    return Timed(PINN, built, adam, problem.make_loss(built.problem), block)
 
 
 def matmul_ceiling(sizes=(1024, 2048), reps: int = 5) -> dict:
@@ -370,33 +357,30 @@ def targets(rows: dict, ceiling: float) -> list[str]:
     out = [
         "Targets: ratio = fastest peer ms / pinn-run ms (same run).",
         "",
-        "| width x points | fastest peer | its ms/step | pinn-run ratio | target | met "
-        "| prototype ratio |",
-        "|---|---|---|---|---|---|---|",
+        "| width x points | fastest peer | its ms/step | pinn-run ratio | target | met |",
+        "|---|---|---|---|---|---|",
     ]
     for size, impls in rows.items():
         peers = {k: v for k, v in impls.items() if k in PEERS and "ms" in v}
-        mine, proto = impls.get(PINN, {}).get("ms"), impls.get(PROTOTYPE, {}).get("ms")
+        mine = impls.get(PINN, {}).get("ms")
         if not peers or mine is None:
             continue
         name, best = min(peers.items(), key=lambda kv: kv[1]["ms"])
         ratio, goal = best["ms"] / mine, TARGET_RATIO.get(size, float("nan"))
-        proto_ratio = fmt(proto and best["ms"] / proto, ".2f")
         out.append(
             f"| {size[0]} x {size[1]} | {name} | {best['ms']:.3f} | {ratio:.2f} | >= {goal:g} "
-            f"| {'yes' if ratio >= goal else 'no'} | {proto_ratio} |"
+            f"| {'yes' if ratio >= goal else 'no'} |"
         )
     if len(out) == 4:
-        out.append("| (no peer measurements in this run) | | | | | | |")
+        out.append("| (no peer measurements in this run) | | | | | |")
     size, share = TARGET_CEILING
-    for name in (PINN, PROTOTYPE):
-        r = rows.get(size, {}).get(name)
-        if r and "flops" in r:
-            achieved = r["flops"] / (r["ms"] * 1e6) / ceiling
-            out.append(
-                f"\n{name} at {size[0]} x {size[1]}: {100 * achieved:.0f}% of the matmul ceiling "
-                f"(target >= {100 * share:.0f}%: {'met' if achieved >= share else 'not met'})."
-            )
+    r = rows.get(size, {}).get(PINN)
+    if r and "flops" in r:
+        achieved = r["flops"] / (r["ms"] * 1e6) / ceiling
+        out.append(
+            f"\n{PINN} at {size[0]} x {size[1]}: {100 * achieved:.0f}% of the matmul ceiling "
+            f"(target >= {100 * share:.0f}%: {'met' if achieved >= share else 'not met'})."
+        )
     return out
 
 
@@ -413,11 +397,6 @@ def main(argv=None) -> None:
     ap.add_argument("--peers-dir", type=Path, default=Path("/work/shared/peers"))
     ap.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
     ap.add_argument("--sizes", nargs="*", default=[f"{w}x{n}" for w, n in SIZES])
-    ap.add_argument(
-        "--prototype",
-        action="store_true",
-        help="also time benchmarks.derivatives' proposed step (now the same as pinn-run's)",
-    )
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per peer run")
     ap.add_argument(
         "--quiet-wait",
@@ -459,20 +438,16 @@ def main(argv=None) -> None:
         if args.quiet_wait > 0:
             quiet = wait_until_quiet(args.quiet_wait)
             print(f"{w}x{n}: other processes' CPU before start {quiet:.0f}%", flush=True)
-        timed = pinn_variants(w, n, args.block, args.prototype)
+        timed = pinn_timed(w, n, args.block)
         runs: dict[str, list[dict]] = {}
         for _ in range(0 if skip else args.peer_reps):  # pinn-run, every peer, pinn-run, ...
-            for t in timed:
-                t.run(args.reps)
+            timed.run(args.reps)
             for name in args.peers:
                 r = run_peer(args.peers_python, args.peers_dir, name, w, n, args)
                 runs.setdefault(name, []).append(r)
                 print(f"{w}x{n} {name}: {r}", flush=True)
-        for t in timed:
-            t.run(args.reps)
-        rows[(w, n)] = {t.name: t.result() for t in timed} | {
-            name: combine(r) for name, r in runs.items()
-        }
+        timed.run(args.reps)
+        rows[(w, n)] = {timed.name: timed.result()} | {name: combine(r) for name, r in runs.items()}
         print(f"{w}x{n} pinn-run: {rows[(w, n)][PINN]}", flush=True)
     for n, g in matmul_ceiling().items():
         matmul[n] = max(matmul[n], g)
