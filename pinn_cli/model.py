@@ -2,10 +2,12 @@
 
 Points are arrays of shape (..., d). `TrialFunction.taylor` returns psi, its gradient and its
 Laplacian in one forward pass: every layer carries the value and, for each axis, the first and
-the pure second derivative along that axis (Taylor mode per axis). The derivative streams are
-stacked axis-first, (d, ..., width), so each layer is three plain matmuls whatever d is, and
-the 1-D case costs what a scalar-x pass costs. Parameters travel as pure dicts (a plain pytree
-of arrays), which keeps the jitted code, the optimisers and the checkpoints simple.
+the pure second derivative along that axis (Taylor mode per axis). The derivative streams are a
+tuple of one (..., width) array per axis, so each layer is 1 + 2d plain 2-D matmuls: stacking
+them into one (d, ..., width) array measured 2.8x slower in 2-D on XLA:CPU (broadcasting the
+activation's derivatives over the axis costs more than the matmuls), and in 1-D the tuple of one
+is exactly the scalar-x pass. Parameters travel as pure dicts (a plain pytree of arrays), which
+keeps the jitted code, the optimisers and the checkpoints simple.
 """
 
 from __future__ import annotations
@@ -20,28 +22,24 @@ from flax import nnx
 from .activations import get_activation
 from .quadrature import Box
 
-# (f, df, d2f): the value (...,), and per axis the first and pure second derivatives (d, ...).
-Jet = tuple[jax.Array, jax.Array, jax.Array]
+Streams = tuple[jax.Array, ...]  # one array per axis
+# (f, df, d2f): the value (...,), and per axis the first and the pure second derivative.
+Jet = tuple[jax.Array, Streams, Streams]
 
 
-def _like(a: jax.Array, stream: jax.Array) -> jax.Array:
-    """a with leading axes of 1 until it has the rank of a derivative stream (d, ...)."""
-    return a.reshape((1,) * (stream.ndim - a.ndim) + a.shape)
-
-
-def tanh_rule(z, dz, d2z) -> Jet:
+def tanh_rule(z, dz: Streams, d2z: Streams) -> Jet:
     """tanh with its derivatives written out: tanh' = 1 - t^2, tanh'' = -2 t tanh'."""
     t = jnp.tanh(z)
-    s1 = _like(1.0 - t * t, dz)
-    return t, s1 * dz, s1 * (d2z - 2.0 * _like(t, dz) * dz * dz)
+    s1 = 1.0 - t * t
+    return t, tuple(s1 * a for a in dz), tuple(s1 * (c - 2.0 * t * a * a) for a, c in zip(dz, d2z))
 
 
-def elementwise_rule(f: Callable) -> Callable[[jax.Array, jax.Array, jax.Array], Jet]:
+def elementwise_rule(f: Callable) -> Callable[[jax.Array, Streams, Streams], Jet]:
     """(z, z', z'') -> (f(z), f(z)', f(z)'') for an elementwise f: the chain rule to second order,
-    along every axis at once.
+    along every axis.
 
     f' and f'' come from nested unit-tangent jvps of f, which XLA fuses into one loop; tanh has
-    its rule written out, which trains 3-30% faster (benchmarks/derivatives.py).
+    its rule written out, which trained 3-30% faster (docs/speed.md, before the redesign).
     """
     if f is jnp.tanh:
         return tanh_rule
@@ -51,16 +49,9 @@ def elementwise_rule(f: Callable) -> Callable[[jax.Array, jax.Array, jax.Array],
             return jax.jvp(f, (u,), (jnp.ones_like(u),))
 
         (f0, f1), (_, f2) = jax.jvp(value_and_slope, (z,), (jnp.ones_like(z),))
-        f1, f2 = _like(f1, dz), _like(f2, dz)
-        return f0, f1 * dz, f2 * dz * dz + f1 * d2z
+        return f0, tuple(f1 * a for a in dz), tuple(f2 * a * a + f1 * c for a, c in zip(dz, d2z))
 
     return rule
-
-
-def _matmul(a: jax.Array, w: jax.Array) -> jax.Array:
-    """a @ w with a's leading axes flattened: a plain 2-D matmul forward and backward, which
-    XLA:CPU runs faster than a dot with several free axes."""
-    return (a.reshape(-1, a.shape[-1]) @ w).reshape(a.shape[:-1] + w.shape[-1:])
 
 
 class MLP(nnx.Module):
@@ -86,19 +77,20 @@ class MLP(nnx.Module):
     def __call__(self, z: jax.Array) -> jax.Array:
         return self.out(self.features(z))[..., 0]
 
-    def features_taylor(self, z: jax.Array, dz: jax.Array, d2z: jax.Array) -> Jet:
+    def features_taylor(self, z: jax.Array, dz: Streams, d2z: Streams) -> Jet:
         """The last hidden layer and its derivatives, given the input's (z, dz, d2z)."""
         act = elementwise_rule(self.activation)
         for layer in self.hidden:
             w = layer.kernel[...]
-            z, dz, d2z = act(layer(z), _matmul(dz, w), _matmul(d2z, w))
+            z, dz, d2z = act(layer(z), tuple(a @ w for a in dz), tuple(a @ w for a in d2z))
         return z, dz, d2z
 
-    def taylor(self, z: jax.Array, dz: jax.Array, d2z: jax.Array) -> Jet:
+    def taylor(self, z: jax.Array, dz: Streams, d2z: Streams) -> Jet:
         """The output and its derivatives, given the input's (z, dz, d2z)."""
         z, dz, d2z = self.features_taylor(z, dz, d2z)
         w = self.out.kernel[...]
-        return self.out(z)[..., 0], _matmul(dz, w)[..., 0], _matmul(d2z, w)[..., 0]
+        last = lambda streams: tuple((a @ w)[..., 0] for a in streams)  # noqa: E731
+        return self.out(z)[..., 0], last(dz), last(d2z)
 
 
 def box_envelope(box: Box, x: jax.Array) -> Jet:
@@ -110,21 +102,27 @@ def box_envelope(box: Box, x: jax.Array) -> Jet:
         factors.append(
             (c * (xi - lo) * (hi - xi), c * (lo + hi - 2.0 * xi), jnp.full_like(xi, -2.0 * c))
         )
-    value = jnp.prod(jnp.stack([b for b, _, _ in factors]), axis=0)
     d1, d2 = [], []
     for i, (_, db, d2b) in enumerate(factors):
-        others = [b for j, (b, _, _) in enumerate(factors) if j != i]
-        rest = jnp.prod(jnp.stack(others), axis=0) if others else jnp.ones_like(db)
+        rest = _product([b for j, (b, _, _) in enumerate(factors) if j != i], db)
         d1.append(db * rest)
         d2.append(d2b * rest)
-    return value, jnp.stack(d1), jnp.stack(d2)
+    return _product([b for b, _, _ in factors], x[..., 0]), tuple(d1), tuple(d2)
+
+
+def _product(arrays: list[jax.Array], like: jax.Array) -> jax.Array:
+    out = jnp.ones_like(like)
+    for a in arrays:
+        out = out * a
+    return out
 
 
 def times(b: Jet, g: Jet) -> Jet:
     """The product rule to second order, along each axis: (b g, (b g)', (b g)'')."""
     (b0, b1, b2), (g0, g1, g2) = b, g
-    g0_, b0_ = _like(g0, g1), _like(b0, g1)
-    return b0 * g0, b1 * g0_ + b0_ * g1, b2 * g0_ + 2.0 * b1 * g1 + b0_ * g2
+    first = tuple(db * g0 + b0 * dg for db, dg in zip(b1, g1))
+    second = tuple(d2b * g0 + 2.0 * db * dg + b0 * d2g for db, dg, d2b, d2g in zip(b1, g1, b2, g2))
+    return b0 * g0, first, second
 
 
 @dataclass(frozen=True)
@@ -158,7 +156,7 @@ class TrialFunction:
         return jnp.stack([value for _, value, _, _ in self._columns(x)], axis=-1)
 
     def feature_taylor(self, x: jax.Array) -> Jet:
-        """The input features and their derivatives along each axis: (..., F), (d, ..., F) x 2."""
+        """The input features (..., F) and their derivatives along each axis, (..., F) each."""
         columns = list(self._columns(x))
         f = jnp.stack([value for _, value, _, _ in columns], axis=-1)
 
@@ -167,50 +165,36 @@ class TrialFunction:
             return jnp.stack(rows, axis=-1)
 
         axes = range(self.dim)
-        return f, jnp.stack([along(i, 2) for i in axes]), jnp.stack([along(i, 3) for i in axes])
+        return f, tuple(along(i, 2) for i in axes), tuple(along(i, 3) for i in axes)
 
     def _network(self, params) -> MLP:
         return nnx.merge(self.graphdef, params)
 
-    def _streams(self, x: jax.Array) -> tuple[Jet, Jet]:
-        """The input features' and the envelope's jets. In 1-D the derivative streams drop
-        their axis of length 1: every matmul then stays a plain 2-D one inside the
-        Levenberg-Marquardt Jacobian's vmap over points too (the 1-D fast path)."""
-        features, envelope = self.feature_taylor(x), box_envelope(self.box, x)
-        if self.dim == 1:
-            squeeze = lambda jet: (jet[0], jet[1][0], jet[2][0])  # noqa: E731
-            return squeeze(features), squeeze(envelope)
-        return features, envelope
-
-    def _unsqueeze(self, jet: Jet) -> Jet:
-        return (jet[0], jet[1][None], jet[2][None]) if self.dim == 1 else jet
-
     def _jet(self, params, x: jax.Array) -> Jet:
-        """psi with its per-axis derivatives, (...,) and (d, ...) x 2."""
-        features, envelope = self._streams(x)
-        n = self._network(params).taylor(*features)
+        """psi with its derivatives along each axis."""
+        n = self._network(params).taylor(*self.feature_taylor(x))
         if self.output == "exp":
             n = elementwise_rule(lambda u: jnp.exp(self.scale * u))(*n)
-        return self._unsqueeze(times(envelope, n))
+        return times(box_envelope(self.box, x), n)
 
     def taylor(self, params, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """psi (...,), grad psi (..., d) and lap psi (...,) at points x (..., d), in one pass."""
         p, dp, d2p = self._jet(params, x)
-        return p, jnp.moveaxis(dp, 0, -1), jnp.sum(d2p, axis=0)
+        return p, jnp.stack(dp, axis=-1), sum(d2p[1:], d2p[0])
 
     def basis_taylor(self, params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """B(x) [h(x), 1] and its Laplacian, (..., width + 1) each: with output="linear", psi is
         this vector dotted with the output layer's (kernel, bias), so a Rayleigh-Ritz step can
         set that layer exactly."""
-        features, envelope = self._streams(x)
-        h, dh, d2h = self._network(params).features_taylor(*features)
-        ones = jnp.ones_like(h[..., :1])
-        h = jnp.concatenate([h, ones], axis=-1)
-        dh = jnp.concatenate([dh, jnp.zeros_like(dh[..., :1])], axis=-1)
-        d2h = jnp.concatenate([d2h, jnp.zeros_like(d2h[..., :1])], axis=-1)
-        envelope = tuple(a[..., None] for a in envelope)
-        f, _, d2f = self._unsqueeze(times(envelope, (h, dh, d2h)))
-        return f, jnp.sum(d2f, axis=0)
+        h, dh, d2h = self._network(params).features_taylor(*self.feature_taylor(x))
+        with_one = lambda a, c: jnp.concatenate([a, jnp.full_like(a[..., :1], c)], -1)  # noqa: E731
+        h = with_one(h, 1.0)
+        dh, d2h = tuple(with_one(a, 0.0) for a in dh), tuple(with_one(a, 0.0) for a in d2h)
+        b0, b1, b2 = box_envelope(self.box, x)
+        column = lambda a: a[..., None]  # noqa: E731
+        envelope = (column(b0), tuple(map(column, b1)), tuple(map(column, b2)))
+        f, _, d2f = times(envelope, (h, dh, d2h))
+        return f, sum(d2f[1:], d2f[0])
 
     def __call__(self, params, x: jax.Array) -> jax.Array:
         """psi at points x (..., d)."""
