@@ -34,6 +34,8 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from .config import Config, ConfigError, register_configs, validate  # noqa: E402
+from .guard import RunLock, refuse  # noqa: E402
+from .process import EXIT_FAILED, EXIT_SIGNAL  # noqa: E402
 
 log = logging.getLogger("pinn_run")
 
@@ -123,18 +125,32 @@ def app(cfg: DictConfig) -> float | None:
     multirun = HydraConfig.get().mode.name == "MULTIRUN"
     t_start = time.perf_counter() if _job_starts else T_START
     _job_starts.append(t_start)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         typed = to_config(cfg)
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
         if typed.resume:
             run_dir = Path(typed.resume)
             typed = _resumed_config(run_dir)
-        result = experiment.run(typed, run_dir, t_start=t_start, resume=cfg.resume is not None)
+            finished = _finished(run_dir)
+            if finished is not None:
+                return finished
+        with RunLock(run_dir):
+            result = experiment.run(typed, run_dir, t_start=t_start, resume=cfg.resume is not None)
     except ConfigError as err:
         if multirun:
             log.error("config error: %s", err)  # into the job's own log, for pinn-report
             raise
         sys.exit(_fail(str(err)))
+    except OSError as err:  # a full disk, a folder made read-only: the run cannot be written
+        message = (
+            f"could not write {err.filename or run_dir}: {err.strerror or err}; the checkpoints "
+            f"written so far are kept, and resume={run_dir} continues once it is fixed"
+        )
+        if multirun:
+            log.error(message)
+            raise
+        _fail(message)
+        sys.exit(EXIT_FAILED)
     except Exception:
         if multirun:
             log.exception("job failed")
@@ -142,16 +158,49 @@ def app(cfg: DictConfig) -> float | None:
     if result.code != 0:
         if multirun:
             log.error("run ended with exit code %d", result.code)
+            if result.code in EXIT_SIGNAL.values():
+                sys.exit(result.code)  # a signal stops the whole sweep, not just this job
             raise RunFailed(result.code)
         sys.exit(result.code)
     return result.objective
 
 
+def _finished(run_dir: Path) -> float | None:
+    """For a resumed run that already finished: says so and returns its objective; changes
+    nothing in the folder. None when there is something left to do."""
+    import json
+
+    from .outputs import SUMMARY
+
+    try:
+        summary = json.loads((run_dir / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return None
+    if summary.get("status") != "completed":
+        return None
+    print(f"pinn-run: resume={run_dir}: the run has finished (status completed); nothing to do")
+    return summary["energy"]["rel_error"]
+
+
+# Overrides that may go with resume=DIR: they change how the run is shown, not what it computes.
+RESUME_KEEPS = ("progress=", "compile_cache=", "hydra.verbose=", "hydra/job_logging=")
+
+
 def _argv_for_resume(argv: list[str]) -> list[str]:
-    """`resume=DIR` continues in DIR itself: Hydra logs there and leaves its .hydra/ untouched."""
+    """`resume=DIR` continues in DIR itself: Hydra logs there and leaves its .hydra/ untouched.
+    Overrides that would change the resumed run are refused: it continues as configured."""
     for arg in argv:
         if arg.startswith("resume=") and arg != "resume=null":
             run_dir = arg.split("=", 1)[1]
+            if not Path(run_dir).is_dir():
+                refuse(f"resume={run_dir}: not a folder (give the run folder to continue)")
+            other = [a for a in argv if a != arg and not a.startswith(RESUME_KEEPS)]
+            if other:
+                refuse(
+                    f"resume={run_dir} continues the run as it was configured; these overrides "
+                    f"would change it: {other}. Start a new run for them (allowed with resume: "
+                    f"{[k.rstrip('=') for k in RESUME_KEEPS]})"
+                )
             return [*argv, f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
     return argv
 
@@ -217,6 +266,8 @@ def _report_compactly(func):
 
 def main() -> None:
     import hydra._internal.utils as hydra_utils
+
+    logging.raiseExceptions = False  # a log that cannot be written (a full disk) prints nothing
 
     hydra_utils.run_and_report = _report_compactly
     register_configs()

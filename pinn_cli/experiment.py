@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import sys
 import time
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,25 +57,53 @@ def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: boo
     log.info("config hash %s", provenance_block["config_hash"])
     metrics = outputs.MetricsWriter(run_dir / outputs.METRICS, _metric_fields(cfg))
     stop = StopFlag()
-    with stop.installed():
+    # Installed until the last file is written: a signal after training lets the outputs finish,
+    # then the run exits with the signal's code.
+    with stop.installed(), _failure_recorded(cfg, run_dir, provenance_block):
         runs, basis = _train_states(cfg, run_dir, metrics, stop, resume)
-    if cfg.train.ensemble > 1:
-        summary = _judge_ensemble(cfg, runs[0], run_dir)
-    else:
-        summary = _judge_states(cfg, runs, basis, run_dir)
-    summary["provenance"] = provenance_block
-    summary["timing"].update(
-        # Imports, configuration, building and the compilation of the first block: everything
-        # before the first training step (later stages compile when they start).
-        startup_s=(runs[0].result.first_step_at or time.perf_counter()) - t_start,
-        compile_s=sum(r.result.compile_s for r in runs),
-        wall_s=time.perf_counter() - t_start,
-    )
-    outputs.write_json_atomic(run_dir / outputs.SUMMARY, summary)
-    _log_summary(summary)
+        if cfg.train.ensemble > 1:
+            summary = _judge_ensemble(cfg, runs[0], run_dir)
+        else:
+            summary = _judge_states(cfg, runs, basis, run_dir)
+        summary["provenance"] = provenance_block
+        summary["timing"].update(
+            # Imports, configuration, building and the compilation of the first block:
+            # everything before the first training step (later stages compile when they start).
+            startup_s=(runs[0].result.first_step_at or time.perf_counter()) - t_start,
+            compile_s=sum(r.result.compile_s for r in runs),
+            wall_s=time.perf_counter() - t_start,
+        )
+        outputs.write_json_atomic(run_dir / outputs.SUMMARY, summary)
+        _log_summary(summary)
     status = runs[-1].result.status
     code = {"diverged": EXIT_DIVERGED, "interrupted": stop.exit_code}.get(status, 0)
+    if stop() and code == 0:
+        log.info("stopped by a signal after training; the outputs were written first")
+        code = stop.exit_code
     return RunResult(code, summary)
+
+
+@contextmanager
+def _failure_recorded(cfg: Config, run_dir: Path, provenance_block: dict):
+    """A file that cannot be written (a full disk, a folder made read-only) ends the run; before
+    the error goes on to the caller, summary.json records status "failed" and why, where the
+    disk still takes it. The checkpoints written so far stay: resume continues from them."""
+    try:
+        yield
+    except OSError as err:
+        failed = {
+            "status": "failed",
+            "stop_reason": f"could not write {err.filename or run_dir}: {err.strerror or err}",
+            "seed": cfg.seed,
+            "run_dir": str(run_dir),
+            "provenance": provenance_block,
+        }
+        for name in outputs.REGENERATED:  # maybe partial; resume writes them anew
+            with suppress(OSError):
+                (run_dir / name).unlink(missing_ok=True)
+        with suppress(OSError):
+            outputs.write_json_atomic(run_dir / outputs.SUMMARY, failed)
+        raise
 
 
 def _configure_jax(cfg: Config) -> None:
@@ -123,7 +152,10 @@ def _train(cfg: Config, n: int, built: Built, run_dir: Path, metrics, stop, resu
     checkpoints = outputs.Checkpoints(run_dir, keep=cfg.train.keep_checkpoints, subdir=sub)
     state = built.state
     if resume:
-        found = checkpoints.restore_latest(state)
+        try:
+            found = checkpoints.restore_latest(state)
+        except outputs.CheckpointMismatch as err:
+            raise ConfigError(f"resume: {err}") from None
         if found is None and n == 0:
             raise ConfigError(f"resume: no usable checkpoint in {checkpoints.directory}")
         if found is not None:

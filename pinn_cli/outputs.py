@@ -24,8 +24,27 @@ ENERGY_PNG = "energy.png"
 LOSS_PNG = "loss.png"
 MEMBERS = "members"  # members/<i>/ for each network of an ensemble
 PROFILE = "profile"
+HYDRA_DIR = ".hydra"
 HYDRA_CONFIG = ".hydra/config.yaml"
 HYDRA_OVERRIDES = ".hydra/overrides.yaml"
+LOCK = ".pinn-run.lock"  # held while a process works in the run folder
+MULTIRUN_YAML = "multirun.yaml"  # Hydra's record of a sweep, in the sweep folder
+# Written from the trained state after training; a resumed run writes them again.
+REGENERATED = (PSI, WAVEFUNCTION_PNG, ENERGY_PNG, LOSS_PNG)
+# What a run leaves in its folder: a folder holding any of these holds a run.
+RUN_FILES = (
+    SUMMARY,
+    METRICS,
+    CHECKPOINTS,
+    PSI,
+    LOG,
+    WAVEFUNCTION_PNG,
+    ENERGY_PNG,
+    LOSS_PNG,
+    MEMBERS,
+    PROFILE,
+    HYDRA_DIR,
+)
 
 
 def checkpoint_dir(states: int, n: int) -> str:
@@ -99,8 +118,12 @@ def write_json_atomic(path: Path, data: dict) -> None:
     """Write to a temporary file and rename it over the target, so no reader sees half a file."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a half-written file helps nobody, on a full disk least
+        raise
 
 
 class Checkpoints:
@@ -114,6 +137,7 @@ class Checkpoints:
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+            item_handlers=ocp.StandardCheckpointHandler(),  # also reads a step's shapes
         )
 
     def save(self, step: int, state: Any) -> None:
@@ -129,8 +153,15 @@ class Checkpoints:
         """The newest checkpoint that restores cleanly into `target`'s structure, else None.
 
         A corrupt or half-written step is skipped (and reported) in favour of the one before it.
+        Raises CheckpointMismatch when there are checkpoints but none has the target's shapes
+        (the run's config was edited), before asking orbax to restore one.
         """
+        mismatched = []
         for step in reversed(self.steps()):
+            difference = self._shape_difference(step, target)
+            if difference:
+                mismatched.append(difference)
+                continue
             try:
                 restored = self.manager.restore(step, args=self._ocp.args.StandardRestore(target))
             except Exception as err:  # orbax raises many types for damaged files
@@ -140,10 +171,48 @@ class Checkpoints:
 
             restored = jax.tree.unflatten(jax.tree.structure(target), jax.tree.leaves(restored))
             return step, restored
+        if mismatched and len(mismatched) == len(self.steps()):
+            raise CheckpointMismatch(
+                f"the checkpoints in {self.directory} do not match the run's config: "
+                f"{mismatched[0]}"
+            )
         return None
+
+    def _shape_difference(self, step: int, target: Any) -> str:
+        """'' when the step's saved arrays have the target's paths and shapes, else the first
+        difference. A step whose metadata cannot be read is left to the restore to judge."""
+        try:
+            saved = _shapes(self.manager.item_metadata(step))
+        except Exception:  # damaged metadata: the restore will report and skip it
+            return ""
+        wanted = _shapes(target)
+        for path in sorted(set(saved) | set(wanted)):
+            if saved.get(path) != wanted.get(path):
+                return f"{'.'.join(path)} is {saved.get(path)} there, {wanted.get(path)} now"
+        return ""
 
     def close(self) -> None:
         self.manager.close()
+
+
+class CheckpointMismatch(ValueError):
+    """Checkpoints exist but none fits the run's parameter shapes."""
+
+
+def _shapes(tree) -> dict[tuple[str, ...], tuple[int, ...]]:
+    """{path as names: shape} of a pytree of arrays or of orbax's array metadata."""
+    import jax
+
+    def name(key) -> str:
+        for attr in ("key", "name", "idx"):
+            if hasattr(key, attr):
+                return str(getattr(key, attr))
+        return str(key)
+
+    return {
+        tuple(name(k) for k in path): tuple(getattr(leaf, "shape", ()))
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    }
 
 
 def write_psi(path: Path, x, curves, v) -> None:

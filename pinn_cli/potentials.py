@@ -15,6 +15,7 @@ and raises ValueError naming the bad value and what is allowed.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -95,15 +96,24 @@ def _check(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def _is_number(value) -> bool:
+    """A finite real number (not a bool, a string or None)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _domain(domain) -> tuple[float, float]:
     _check(len(domain) == 2, f"potential.domain={list(domain)} must be two numbers [lo, hi]")
     lo, hi = float(domain[0]), float(domain[1])
+    _check(
+        math.isfinite(lo) and math.isfinite(hi),
+        f"potential.domain=[{lo}, {hi}] must be two finite numbers",
+    )
     _check(lo < hi, f"potential.domain=[{lo}, {hi}] needs lo < hi")
     return lo, hi
 
 
 def _v0(V0: float) -> float:
-    _check(V0 >= 0, f"potential.V0={V0} must be >= 0")
+    _check(math.isfinite(V0) and V0 >= 0, f"potential.V0={V0} must be a finite number >= 0")
     return float(V0)
 
 
@@ -169,7 +179,11 @@ def piecewise(segments=None) -> Potential:
     )
     rows = []
     for seg in segments:
-        _check(len(seg) == 3, f"potential.segments entry {list(seg)} must be [x_left, x_right, V]")
+        _check(
+            np.ndim(seg) == 1 and len(seg) == 3 and all(_is_number(s) for s in seg),
+            f"potential.segments entry {list(seg)} must be [x_left, x_right, V], three finite "
+            f"numbers",
+        )
         rows.append(tuple(float(s) for s in seg))
     for a, b, _v in rows:
         _check(a < b, f"potential.segments entry [{a}, {b}, ...] needs x_left < x_right")
@@ -184,9 +198,12 @@ def formula(domain=(-4.0, 4.0), formula=None) -> Potential:
     _check(bool(formula), 'potential=formula needs potential.formula="<expression in x>"')
     fn = parse(formula)
     x = np.linspace(lo, hi, 257)
+    with np.errstate(all="ignore"):  # log(0), sqrt(-1): refused below, in one line
+        finite = bool(np.all(np.isfinite(np.asarray(fn(x), float))))
     _check(
-        bool(np.all(np.isfinite(np.asarray(fn(x), float)))),
-        f"potential.formula={formula!r} is not finite everywhere on [{lo}, {hi}]",
+        finite,
+        f"potential.formula={formula!r} is not finite everywhere on [{lo}, {hi}]; V must be "
+        f"finite on the whole domain (choose a potential.domain where it is defined)",
     )
     return Potential("formula", ((lo, hi, 0.0),), smooth=fn)
 

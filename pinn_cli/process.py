@@ -17,6 +17,7 @@ import numpy as np
 log = logging.getLogger("pinn_run")
 
 EXIT_DIVERGED = 3
+EXIT_FAILED = 4  # the run folder could not be written (a full disk, no permission)
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 

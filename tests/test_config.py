@@ -268,3 +268,232 @@ def test_a_resumed_folder_naming_no_known_potential_is_refused(composer, tmp_pat
     composed.potential = {"name": "nowhere", "domain": [0.0, 1.0]}
     with pytest.raises(ConfigError, match="nowhere"):
         _resumed_config(save_run(tmp_path, composed))
+
+
+# --------------------------------------------------------------------------------------------
+# every mistake in a value is one line, before anything is compiled
+
+
+def refusal(composer, *overrides) -> str:
+    """The ConfigError message for a composed config (one line), or fail."""
+    with pytest.raises(ConfigError) as err:
+        to_config(composer(*overrides))
+    message = str(err.value)
+    assert "\n" not in message, message
+    return message
+
+
+def refused_in_one_line(pinn_run, tmp_path, *args) -> str:
+    """The real command's single stderr line, after asserting exit code 2 and no traceback."""
+    proc = pinn_run(*args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pinn-run: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "run" / "metrics.csv").exists()
+    return lines[0]
+
+
+SEGMENTS = "potential.segments=[[0,0.3,0],[0.3,0.5,40],[0.5,1,10]]"
+
+
+@pytest.mark.parametrize(
+    "overrides,needles",
+    [
+        (["potential=finite_well", "potential.V0=inf"], ["potential.V0=inf", "1e+12"]),
+        (["potential=piecewise", SEGMENTS.replace("40]", "nan]")], ["segments[1][2]=nan"]),
+        (["potential=piecewise", SEGMENTS.replace("40]", "1e300]")], ["segments[1][2]=1e+300"]),
+        (["potential=piecewise", SEGMENTS.replace("[0.5,1,", "[0.5,inf,")], ["[2][1]=inf"]),
+        (["potential.domain=[0,inf]"], ["potential.domain[1]=inf"]),
+        (["potential.domain=[-1e7,1]"], ["potential.domain[0]=-10000000.0", "1e+06"]),
+        (["energy=fixed", "energy.value=nan"], ["energy.value=nan"]),
+        (["energy.init=inf"], ["energy.init=inf"]),
+        (["seed=9223372036854775808"], ["seed=9223372036854775808", "0 <= seed <= 4294967295"]),
+        (["seed=-1"], ["seed=-1", "0 <= seed <= 4294967295"]),
+        (["seed=4294967295", "train.ensemble=2"], ["seed=4294967295", "4294967296"]),
+        (["train.lr=nan"], ["train.lr=nan"]),
+        (["train.lr_final=-inf"], ["train.lr_final=-inf"]),
+        (["loss.norm_weight=inf"], ["loss.norm_weight=inf"]),
+        (["optim.refine_tol=2"], ["optim.refine_tol=2.0", "0 <= optim.refine_tol <= 1"]),
+        (["train.steps=99999999999"], ["train.steps=99999999999", "2147483647"]),
+        (["model.output_scale=0"], ["model.output_scale=0.0", "> 0"]),
+        (["potential=harmonic", "potential.omega=1e9"], ["potential=harmonic", "|V|=6.4e+19"]),
+        (["potential.domain=[0,1e-9]"], ["[0, 1e-09]", "1e-05"]),
+        (["potential=finite_well", "potential.width=1e-9"], ["smooth piece", "1e-06"]),
+    ],
+)
+def test_non_finite_and_out_of_range_numbers_are_refused(composer, overrides, needles):
+    message = refusal(composer, *overrides)
+    for needle in needles:
+        assert needle in message, message
+
+
+def float_fields(node, key=""):
+    """Dotted keys of every float field of a typed config (optional ones and list items too)."""
+    for f in dataclasses.fields(node):
+        path, value = f"{key}.{f.name}".lstrip("."), getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from float_fields(value, path)
+        elif "list[float]" in str(f.type):
+            yield from (f"{path}[{i}]" for i in range(len(value)))
+        elif "float" in str(f.type):
+            yield path
+
+
+def set_at(node, key, value):
+    *parents, last = key.replace("[", ".").replace("]", "").split(".")
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else getattr(node, part)
+    if last.isdigit():
+        node[int(last)] = value
+    else:
+        setattr(node, last, value)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1e300])
+def test_every_float_of_every_schema_must_be_finite_and_in_range(composer, name, bad):
+    keys = list(float_fields(to_config(composer(f"potential={name}"))))
+    assert "train.lr" in keys and "energy.value" in keys and "model.output_scale" in keys
+    for key in keys:
+        typed = to_config(composer(f"potential={name}"))
+        set_at(typed, key, bad)
+        with pytest.raises(ConfigError) as err:
+            validate(typed)
+        assert f"{key}={bad}" in str(err.value), (key, str(err.value))
+
+
+def test_int_segments_build_the_same_potential_as_float_ones(composer):
+    ints = to_config(composer("potential=piecewise", SEGMENTS))
+    floats = to_config(composer("potential=piecewise"))
+    assert potential_params(ints.potential) == potential_params(floats.potential)
+    assert all(type(v) is float for row in ints.potential.segments for v in row)
+    built = make_potential("piecewise", **potential_params(ints.potential))
+    assert built == make_potential("piecewise", **potential_params(floats.potential))
+    assert built.segments == ((0.0, 0.3, 0.0), (0.3, 0.5, 40.0), (0.5, 1.0, 10.0))
+    from pinn_cli.provenance import config_hash
+
+    assert config_hash(dataclasses.asdict(ints)) == config_hash(dataclasses.asdict(floats))
+    domain = to_config(composer("potential=finite_well", "potential.domain=[-3,3]")).potential
+    assert domain.domain == [-3.0, 3.0] and all(type(v) is float for v in domain.domain)
+
+
+@pytest.mark.parametrize(
+    "segments,needle",
+    [
+        ("[[0,0.3,0],[0.3,0.5],[0.5,1,10]]", "potential.segments[1]=[0.3, 0.5]"),
+        ("[[0,0.3,0],[0.3,0.5,abc],[0.5,1,10]]", "potential.segments[1]=[0.3, 0.5, 'abc']"),
+        ("[[0,0.3,0],[0.3,0.5,true],[0.5,1,10]]", "potential.segments[1]=[0.3, 0.5, True]"),
+        ("[1,2,3]", "potential.segments[0]=1"),
+    ],
+)
+def test_segments_that_are_not_rows_of_three_numbers_are_refused(composer, segments, needle):
+    message = refusal(composer, "potential=piecewise", f"potential.segments={segments}")
+    assert needle in message and "three numbers" in message, message
+
+
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("+model.widht=64", "model.widht is not a key of model; its keys are ['width', 'depth'"),
+        ("++model.widht=64", "model.widht is not a key of model"),
+        ("+foo=1", "foo is not a key of the config; its keys are ['potential', 'model'"),
+        ("+train.foo.bar=1", "train.foo is not a key of train; its keys are ['steps'"),
+        ("+optim.x=1", "optim.x is not a key of optim"),
+        ("+energy.x=1", "energy.x is not a key of energy"),
+        ("+potential.V1=1", "potential.V1 is not a parameter of potential=infinite_well"),
+    ],
+)
+def test_unknown_keys_at_any_depth_are_refused(composer, override, needle):
+    assert needle in refusal(composer, override)
+
+
+def test_an_unknown_key_is_refused_by_the_real_command(pinn_run, tmp_path):
+    line = refused_in_one_line(pinn_run, tmp_path, "+model.widht=64")
+    assert "model.widht is not a key of model" in line and "'width'" in line, line
+
+
+@pytest.mark.parametrize(
+    "formula,domain,needle",
+    [
+        ("1/0", "[-1,1]", "'1 / 0' in potential.formula='1/0' is inf"),
+        ("9**9**9**9", "[-1,1]", "constant exponents are at most 100"),
+        ("x**-200", "[1,2]", "has the exponent -200"),
+        ("exp(1000)*x", "[-1,1]", "'exp(1000)'"),
+        ("x" + "+x" * 50000, "[-1,1]", "at most 1000 characters"),
+        ("x" + "+x" * 200, "[-1,1]", "more than 100 deep"),
+        ("log(x)", "[0,1]", "not finite everywhere on [0.0, 1.0]"),
+        ("sqrt(x)", "[-1,1]", "not finite everywhere on [-1.0, 1.0]"),
+        ("1e300*x", "[-1,1]", "|V|=1e+300"),
+    ],
+)
+def test_formulas_that_cannot_be_evaluated_are_one_line(composer, formula, domain, needle):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning would escape as an exception here
+        message = refusal(
+            composer,
+            "potential=formula",
+            f'potential.formula="{formula}"',
+            f"potential.domain={domain}",
+        )
+    assert needle in message and "potential" in message and "formula" in message, message
+    assert len(message) < 400, message
+
+
+def test_an_undefined_formula_is_one_line_without_warnings(pinn_run, tmp_path):
+    line = refused_in_one_line(
+        pinn_run,
+        tmp_path,
+        "potential=formula",
+        'potential.formula="sqrt(x)"',
+        "potential.domain=[-1,1]",
+    )
+    assert "potential.formula='sqrt(x)' is not finite everywhere on [-1.0, 1.0]" in line, line
+
+
+@pytest.mark.parametrize(
+    "overrides,needles",
+    [
+        (["train.points=1000000000"], ["train.points=1000000000", "1000000008 points", "TiB"]),
+        (["model.width=100000", "model.depth=2"], ["model.width=100000", "10000400002 param"]),
+        (["model.width=4096", "train.ensemble=100000"], ["train.ensemble=100000"]),
+    ],
+)
+def test_runs_that_cannot_fit_in_memory_are_refused(composer, overrides, needles):
+    message = refusal(composer, *overrides)
+    assert "of memory" in message and "more than this machine's" in message, message
+    for needle in needles:
+        assert needle in message, message
+
+
+def test_the_memory_estimate_and_its_limit(composer, monkeypatch):
+    from pinn_cli import config
+
+    typed = to_config(composer())
+    need, params, points = config.memory_estimate(typed, make_potential("infinite_well"))
+    assert params == 32 + 32 + 32 * 32 + 32 + 32 + 1 + 1 and points == 192 + 8
+    assert need < 2**30  # the default run is far from any limit
+    monkeypatch.setattr(config, "machine_memory", lambda: need - 1)
+    message = refusal(composer)
+    assert f"more than this machine's {config._size(need - 1)}" in message, message
+
+
+def test_a_run_that_cannot_fit_is_refused_by_the_real_command(pinn_run, tmp_path):
+    line = refused_in_one_line(pinn_run, tmp_path, "train.points=1000000000")
+    assert "train.points=1000000000" in line and "of memory" in line, line
+
+
+def test_too_many_segments_and_unresolvable_states_are_refused(composer):
+    edges = [i / 201 for i in range(202)]
+    rows = [[a, b, float(i % 2)] for i, (a, b) in enumerate(zip(edges, edges[1:]))]
+    message = refusal(composer, "potential=piecewise", f"potential.segments={rows}")
+    assert "potential.segments has 201 segments; at most 200" in message, message
+    rows = rows[:200]
+    rows[-1][1] = 1.0
+    to_config(composer("potential=piecewise", f"potential.segments={rows}", "train.points=2000"))
+    message = refusal(composer, "state=50")
+    assert "state=50" in message and "train.points=192" in message, message
+    assert "train.points >= 408" in message, message
+    assert to_config(composer("state=50", "train.points=408")).state == 50

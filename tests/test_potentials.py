@@ -110,3 +110,50 @@ def test_nodes_and_parity():
         assert evaluation.parity(psi) == ("even" if n % 2 else "odd")
     tail = np.where(x > 0.5, 1e-12 * np.sin(200 * x), np.sin(3 * np.pi * x))  # noisy tail
     assert evaluation.count_nodes(tail) == 1
+
+
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("1/0", "'1 / 0' in potential.formula='1/0' is inf"),
+        ("log(-1) + x", "'log(-1)'"),
+        ("9**9**9**9", "has the exponent 3.8742e+08; constant exponents are at most 100"),
+        ("x**(2*100)", "has the exponent 200"),
+        ("1" * 400, "too large"),
+        ("x" + "+x" * 50000, "(100001 characters) is too long; at most 1000"),
+        ("x" + "+x" * 200, "more than 100 deep"),
+        ("-" * 500 + "x", "more than 100 deep"),
+        ("(" * 300 + "x" + ")" * 300, "cannot parse"),
+    ],
+)
+def test_formulas_that_cannot_be_evaluated_are_refused_in_one_line(text, needle):
+    with pytest.raises(FormulaError) as err:
+        parse(text)
+    message = str(err.value)
+    assert needle in message and "\n" not in message and len(message) < 300, message
+
+
+def test_constant_parts_of_a_formula_are_folded_exactly():
+    x = np.linspace(-1, 1, 5)
+    np.testing.assert_array_equal(parse("2**10*x - exp(0)*cos(pi)")(x), 1024.0 * x + 1.0)
+    assert parse("x**100")(np.array([1.0])).tolist() == [1.0]
+
+
+@pytest.mark.parametrize(
+    "name,params,needle",
+    [
+        ("finite_well", {"V0": float("inf")}, "potential.V0=inf"),
+        ("infinite_well", {"domain": (0.0, float("inf"))}, "two finite numbers"),
+        ("piecewise", {"segments": [[0, 1, float("nan")]]}, "three finite numbers"),
+        ("piecewise", {"segments": [[0, 1, "a"]]}, "three finite numbers"),
+        ("formula", {"domain": (0, 1), "formula": "log(x)"}, "not finite everywhere"),
+    ],
+)
+def test_factories_refuse_non_finite_parameters(name, params, needle):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError) as err:
+            make_potential(name, **params)
+    assert needle in str(err.value)

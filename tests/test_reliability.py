@@ -113,7 +113,7 @@ def test_signals_save_and_exit(tmp_path, sig, code):
 
 def test_divergence_keeps_last_good_checkpoint(tmp_path):
     run_dir = tmp_path / "div"
-    proc = start(run_dir, *TINY, "optim=adam", "train.lr=1e30", "train.lr_schedule=constant")
+    proc = start(run_dir, *TINY, "optim=adam", "train.lr=1e11", "train.lr_schedule=constant")
     assert proc.wait(timeout=300) == 3
     s = summary(run_dir)
     assert s["status"] == "diverged"
@@ -125,6 +125,7 @@ def test_divergence_keeps_last_good_checkpoint(tmp_path):
 def test_corrupt_checkpoint_falls_back_to_the_previous_one(uninterrupted, tmp_path):
     run_dir = tmp_path / "copy"
     shutil.copytree(uninterrupted, run_dir)
+    (run_dir / "summary.json").unlink()  # as if stopped: a finished run has nothing to resume
     steps = checkpoint_steps(run_dir)
     assert len(steps) >= 2
     newest = run_dir / "checkpoints" / str(steps[-1])
@@ -143,6 +144,7 @@ def test_corrupt_checkpoint_falls_back_to_the_previous_one(uninterrupted, tmp_pa
 def test_resume_without_usable_checkpoint_says_so(tmp_path, uninterrupted):
     run_dir = tmp_path / "none"
     shutil.copytree(uninterrupted, run_dir)
+    (run_dir / "summary.json").unlink()
     shutil.rmtree(run_dir / "checkpoints")
     proc = subprocess.run(
         [str(BIN / "pinn-run"), f"resume={run_dir}"], capture_output=True, text=True, timeout=300
@@ -181,3 +183,167 @@ def test_ensemble_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
         a = json.loads((run_dir / f"members/{i}/summary.json").read_text())
         b = json.loads((whole / f"members/{i}/summary.json").read_text())
         assert a["energy"] == b["energy"] and a["wavefunction"] == b["wavefunction"]
+
+
+# --------------------------------------------------------------------------------------------
+# Run folders are never silently reused.
+
+
+def one_error_line(proc) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("pinn-run: error: ")
+    return lines[0]
+
+
+def test_a_folder_holding_a_run_is_refused_and_left_untouched(tmp_path, pinn_run):
+    run_dir = tmp_path / "run"
+    pinn_run(*TINY, f"hydra.run.dir={run_dir}", check=True)
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and "lock" not in p.name}
+    proc = pinn_run(*TINY, "seed=5", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 2
+    assert f"resume={run_dir}" in one_error_line(proc)
+    after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and "lock" not in p.name}
+    assert after == before  # not a byte of the first run changed, .hydra/ and the log included
+
+
+def test_overwrite_replaces_the_earlier_run_entirely(tmp_path, pinn_run):
+    run_dir = tmp_path / "run"
+    pinn_run(*TINY, f"hydra.run.dir={run_dir}", check=True)
+    pinn_run(*TINY, "seed=5", "overwrite=true", f"hydra.run.dir={run_dir}", check=True)
+    assert summary(run_dir)["seed"] == 5
+    rows = metrics(run_dir)
+    assert len(rows) == len({(r["state"], r["step"]) for r in rows})  # one run's rows only
+    assert "seed=5" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_a_sweep_folder_holding_a_sweep_is_refused(tmp_path, pinn_run):
+    sweep = tmp_path / "sweep"
+    pinn_run("-m", *TINY, "seed=0,1", f"hydra.sweep.dir={sweep}", check=True)
+    proc = pinn_run("-m", *TINY, "seed=2", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 2 and "already holds a sweep" in one_error_line(proc)
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["hydra.run.dir="], "hydra.run.dir is empty"),
+        (["hydra.run.dir={file}/run"], "cannot be created"),
+        (["resume={file}"], "not a folder"),
+    ],
+)
+def test_unusable_folders_get_one_line(tmp_path, pinn_run, args, expected):
+    file = tmp_path / "a-file"
+    file.write_text("")
+    proc = pinn_run(*TINY, *[a.format(file=file) for a in args], cwd=tmp_path)
+    assert proc.returncode == 2 and expected in one_error_line(proc)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # nothing written
+
+
+def test_resume_of_a_finished_run_changes_nothing(tmp_path, pinn_run):
+    run_dir = tmp_path / "run"
+    pinn_run(*TINY, f"hydra.run.dir={run_dir}", check=True)
+    before = (run_dir / "summary.json").read_bytes()
+    proc = pinn_run(f"resume={run_dir}")
+    assert proc.returncode == 0 and "has finished" in proc.stdout
+    assert (run_dir / "summary.json").read_bytes() == before
+
+
+def test_resume_refuses_overrides_that_change_the_run(tmp_path, pinn_run):
+    run_dir = tmp_path / "run"
+    pinn_run(*TINY, f"hydra.run.dir={run_dir}", check=True)
+    proc = pinn_run(f"resume={run_dir}", "model.width=64")
+    assert proc.returncode == 2 and "model.width=64" in one_error_line(proc)
+
+
+def test_a_second_process_in_the_same_run_folder_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    first = start(run_dir, *LONG)
+    wait_for_checkpoint(run_dir, first)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=120) == 143
+    resumed = subprocess.Popen(
+        [str(BIN / "pinn-run"), f"resume={run_dir}"], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 120
+    while not (run_dir / ".pinn-run.lock").read_text().strip() == str(resumed.pid):
+        assert resumed.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    second = subprocess.run(
+        [str(BIN / "pinn-run"), f"resume={run_dir}"], capture_output=True, text=True, timeout=120
+    )
+    resumed.send_signal(signal.SIGTERM)
+    resumed.wait(timeout=120)
+    assert second.returncode == 2
+    assert f"in use by another pinn-run (pid {resumed.pid})" in one_error_line(second)
+    rows = metrics(run_dir)
+    assert len(rows) == len({(r["state"], r["step"]) for r in rows})  # no duplicate rows
+
+
+def test_a_signal_while_outputs_are_written_finishes_them_first(tmp_path):
+    """SIGTERM after training: summary.json, psi.csv and the figures are written, then the
+    process exits 143 (no traceback)."""
+    run_dir = tmp_path / "run"
+    proc = start(run_dir, *TINY)
+    deadline = time.time() + 240
+    while "stopped: all steps done" not in _log(run_dir):
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-2000:]
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143
+    assert "Traceback" not in proc.stderr.read()
+    assert summary(run_dir)["status"] == "completed"
+    assert (run_dir / "psi.csv").exists() and (run_dir / "wavefunction.png").exists()
+
+
+def _log(run_dir: Path) -> str:
+    path = run_dir / "pinn_run.log"
+    return path.read_text() if path.exists() else ""
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 300 kB tmpfs, where the machine lets this process mount one (root in a sandbox, as CI
+    is); skipped elsewhere."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_gives_one_line_keeps_the_checkpoints_and_resume_finishes(
+    small_disk, tmp_path, pinn_run
+):
+    run_dir = small_disk / "run"
+    proc = pinn_run(*TINY, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 4
+    assert "No space left on device" in one_error_line(proc)
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert checkpoint_steps(run_dir)  # the finished work survives
+    # summary.json records the failure where the disk still takes it (files that the failed
+    # write may have left partial are removed first to make room)
+    assert not (run_dir / "summary.json").exists() or summary(run_dir)["status"] == "failed"
+    # space is freed: the run moves to a bigger disk and resumes from its checkpoints
+    moved = tmp_path / "moved"
+    shutil.copytree(run_dir, moved)
+    assert pinn_run(f"resume={moved}").returncode == 0
+    assert summary(moved)["status"] == "completed"
+
+
+def test_checkpoints_of_another_shape_are_named_as_such(tmp_path, pinn_run):
+    run_dir = tmp_path / "run"
+    pinn_run(*TINY, f"hydra.run.dir={run_dir}", check=True)
+    (run_dir / "summary.json").unlink()  # as if it had been stopped
+    saved = run_dir / ".hydra" / "config.yaml"
+    saved.write_text(saved.read_text().replace("width: 8", "width: 16"))
+    proc = pinn_run(f"resume={run_dir}")
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert "do not match the run's config" in line and "(8,) there, (16,) now" in line
+    assert "Traceback" not in proc.stdout + proc.stderr
