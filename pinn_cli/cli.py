@@ -33,9 +33,10 @@ import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from .config import Config, ConfigError, register_configs, validate  # noqa: E402
+from .config import Config, ConfigError, register_configs  # noqa: E402
 from .guard import RunLock, refuse  # noqa: E402
 from .process import EXIT_FAILED, EXIT_SIGNAL  # noqa: E402
+from .validation import validate  # noqa: E402
 
 log = logging.getLogger("pinn_run")
 
@@ -232,7 +233,8 @@ def _stray_potential_key(err: BaseException) -> str | None:
     lists the parameters it has (Hydra's own message names only the schema class)."""
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-    from .config import POTENTIAL_SCHEMAS, not_a_parameter
+    from .config import POTENTIAL_SCHEMAS
+    from .validation import not_a_parameter
 
     cause = err.__cause__ if err.__cause__ is not None else err
     if not isinstance(cause, (ConfigAttributeError, ConfigKeyError)):

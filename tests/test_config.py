@@ -15,9 +15,9 @@ from pinn_cli.config import (
     PotentialConfig,
     potential_params,
     register_configs,
-    validate,
 )
 from pinn_cli.potentials import REGISTRY, make_potential
+from pinn_cli.validation import validate
 
 CONF = Path(__file__).resolve().parents[1] / "pinn_cli" / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and not p.name.startswith("_"))
@@ -469,15 +469,15 @@ def test_runs_that_cannot_fit_in_memory_are_refused(composer, overrides, needles
 
 
 def test_the_memory_estimate_and_its_limit(composer, monkeypatch):
-    from pinn_cli import config
+    from pinn_cli import validation
 
     typed = to_config(composer())
-    need, params, points = config.memory_estimate(typed, make_potential("infinite_well"))
+    need, params, points = validation.memory_estimate(typed, make_potential("infinite_well"))
     assert params == 32 + 32 + 32 * 32 + 32 + 32 + 1 + 1 and points == 192 + 8
     assert need < 2**30  # the default run is far from any limit
-    monkeypatch.setattr(config, "machine_memory", lambda: need - 1)
+    monkeypatch.setattr(validation, "machine_memory", lambda: need - 1)
     message = refusal(composer)
-    assert f"more than this machine's {config._size(need - 1)}" in message, message
+    assert f"more than this machine's {validation._size(need - 1)}" in message, message
 
 
 def test_a_run_that_cannot_fit_is_refused_by_the_real_command(pinn_run, tmp_path):

@@ -35,6 +35,7 @@ LAYERS = {
     "formula": 0,
     "reference": 0,
     "config": 0,
+    "validation": 0,
     "provenance": 0,
     "evaluation": 0,
     "outputs": 0,

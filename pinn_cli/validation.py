@@ -1,0 +1,394 @@
+"""The checks of a typed Config that Hydra's type checks cannot express, all before any JAX work.
+
+Each failure is a ConfigError whose message names the key, the value received and what is
+allowed: the CLI prints it as one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+
+import numpy as np
+
+from .activations import ACTIVATIONS, REFUSED
+from .config import POTENTIAL_SCHEMAS, Config, ConfigError, PotentialConfig, potential_params
+from .potentials import REGISTRY as POTENTIALS
+
+CHOICES = {
+    "energy.mode": ("fixed", "learned"),
+    "model.output": ("auto", "exp", "linear"),
+    "loss.normalization": ("hard", "penalty"),
+    "train.lr_schedule": ("constant", "exponential", "cosine"),
+    "train.collocation": ("gauss", "uniform"),
+    "optim.refine": ("none", "lm", "lbfgs"),
+    "precision": ("float64", "float32"),
+}
+
+MIN_POINTS = 16
+
+# Bounds on numbers. Units: hbar^2 / 2m = 1, so with lengths of order 1 an energy is 1 / length^2.
+# Every float is finite and at most MAX_MAGNITUDE in size: a V or an energy of 1e12 already has a
+# decay length of 1e-6 and swamps the kinetic term of E - V in float64; squared residuals of it
+# still fit float32 (3e38). Every int fits a signed 32-bit integer (XLA's counters and shapes).
+MAX_MAGNITUDE = 1e12
+MAX_INT = 2**31 - 1
+MAX_SEED = 2**32 - 1  # JAX's threefry key holds 32 bits of seed: larger ones wrap or overflow
+MAX_LENGTH = 1e6  # |coordinate| of a domain end, a segment edge, a width, a centre
+MIN_DOMAIN = 1e-5  # its box's ground energy (pi / L)^2 is then ~1e11, below MAX_MAGNITUDE
+MIN_PIECE = 1e-6  # the shortest smooth piece, as a fraction of the domain: Gauss nodes stay apart
+MAX_SEGMENTS = 200  # each adds an input feature and >= 8 nodes, and V unrolls per segment in XLA
+POINTS_PER_HALF_WAVE = 8  # state n has n nodes, n + 1 half-waves: at least 8 (n + 1) points
+
+# (key, as a regular expression; lowest; highest; why) where the default range is not the one.
+RANGES = (
+    ("seed", 0, MAX_SEED, "JAX's PRNG keys take a 32-bit unsigned seed"),
+    (
+        r"potential\.(domain\[\d+\]|segments\[\d+\]\[[01]\]|width|centre|separation)",
+        -MAX_LENGTH,
+        MAX_LENGTH,
+        "lengths in units where hbar^2/2m = 1",
+    ),
+    (r"optim\.refine_tol", 0.0, 1.0, "a relative decrease of the loss"),
+)
+DEFAULT_RANGES = {
+    float: (-MAX_MAGNITUDE, MAX_MAGNITUDE, "the bound on every float, in units hbar^2/2m = 1"),
+    int: (-MAX_INT, MAX_INT, "the bound on every int: a signed 32-bit integer"),
+}
+
+# Peak memory of a run, in floats: the per-point activations of the Taylor-mode forward pass and
+# its backward pass (value, first and second derivative, kept and differentiated) per hidden unit,
+# and copies of the parameters (gradient, Adam's moments, L-BFGS's history).
+ACTIVATION_COPIES = 12
+PARAMETER_COPIES = 32
+MIN_NODES_PER_PIECE = 8  # quadrature.gauss puts at least this many nodes on each smooth piece
+
+
+def _get(cfg: Config, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate(cfg: Config) -> None:
+    """Raise ConfigError naming the bad value and what is allowed; no JAX is touched here.
+
+    Checked in order: the keys (no key a schema lacks, at any depth), the numbers (finite, in
+    range; a piecewise potential's segments made floats), the choices, each setting's own
+    constraints, the potential, the energy, and what the run needs of the machine.
+    """
+    _check_schema(cfg.potential)
+    _check_keys(cfg)
+    _check_segments(cfg.potential)
+    _check_numbers(cfg)
+    _check_choices(cfg)
+    _check_settings(cfg)
+    potential = _check_potential(cfg.potential)
+    _check_scale(cfg.potential, potential)
+    _check_energy(cfg, potential)
+    _check_resources(cfg, potential)
+
+
+def _check_choices(cfg: Config) -> None:
+    activation = cfg.model.activation
+    if activation in REFUSED:
+        raise ConfigError(
+            f"model.activation={activation!r} is piecewise linear, so psi'' vanishes almost "
+            f"everywhere and the Schrodinger residual cannot be trained; choose a smooth one: "
+            f"{sorted(ACTIVATIONS)}"
+        )
+    _require(
+        activation in ACTIVATIONS,
+        f"model.activation={activation!r} is not registered; choose one of {sorted(ACTIVATIONS)}",
+    )
+    for key, allowed in CHOICES.items():
+        value = _get(cfg, key)
+        _require(value in allowed, f"{key}={value!r} is not allowed; choose one of {list(allowed)}")
+
+
+def _check_settings(cfg: Config) -> None:
+    """Each setting's own constraints, and those between settings."""
+    m, t = cfg.model, cfg.train
+    _require(cfg.state >= 0, f"state={cfg.state} must be >= 0 (0 is the ground state)")
+    _require(
+        cfg.state == 0 or m.output != "exp",
+        f"model.output=exp has no nodes, so it cannot represent state={cfg.state}; "
+        f"use model.output=auto or linear",
+    )
+    _require(
+        cfg.state == 0 or cfg.energy.value is None,
+        f"energy.value fixes one energy, but state={cfg.state} trains states 0..{cfg.state}; "
+        f"use energy=learned, or energy=fixed without energy.value where closed forms exist",
+    )
+    _require(m.width >= 1, f"model.width={m.width} must be at least 1")
+    _require(m.depth >= 1, f"model.depth={m.depth} must be at least 1")
+    _require(
+        m.output_scale is None or m.output_scale > 0,
+        f"model.output_scale={m.output_scale} must be > 0 (or null: chosen from V)",
+    )
+    _require(t.steps >= 0, f"train.steps={t.steps} must be >= 0")
+    _require(
+        t.points >= MIN_POINTS, f"train.points={t.points} is too few; use at least {MIN_POINTS}"
+    )
+    _check_points_for_state(cfg)
+    _require(t.lr > 0, f"train.lr={t.lr} must be > 0")
+    _require(t.lr_final > 0, f"train.lr_final={t.lr_final} must be > 0")
+    _require(t.log_every >= 1, f"train.log_every={t.log_every} must be >= 1")
+    _require(t.checkpoint_every >= 1, f"train.checkpoint_every={t.checkpoint_every} must be >= 1")
+    _check_ensemble(cfg)
+    _require(t.keep_checkpoints >= 1, f"train.keep_checkpoints={t.keep_checkpoints} must be >= 1")
+    _require(
+        cfg.optim.refine_steps >= 0, f"optim.refine_steps={cfg.optim.refine_steps} must be >= 0"
+    )
+    _require(cfg.profile_steps >= 0, f"profile_steps={cfg.profile_steps} must be >= 0")
+    _require(cfg.loss.norm_weight > 0, f"loss.norm_weight={cfg.loss.norm_weight} must be > 0")
+
+
+def _check_points_for_state(cfg: Config) -> None:
+    need = POINTS_PER_HALF_WAVE * (cfg.state + 1)
+    _require(
+        cfg.train.points >= need,
+        f"state={cfg.state} has {cfg.state} node(s), which train.points={cfg.train.points} "
+        f"cannot resolve; use train.points >= {need} ({POINTS_PER_HALF_WAVE} per half-wave)",
+    )
+
+
+def _check_ensemble(cfg: Config) -> None:
+    t = cfg.train
+    _require(t.ensemble >= 1, f"train.ensemble={t.ensemble} must be >= 1 (1: a single network)")
+    _require(
+        t.ensemble == 1 or cfg.state == 0,
+        f"train.ensemble={t.ensemble} trains ground states only, but state={cfg.state}; "
+        f"use state=0 or train.ensemble=1",
+    )
+    last = cfg.seed + t.ensemble - 1
+    _require(
+        last <= MAX_SEED,
+        f"seed={cfg.seed} with train.ensemble={t.ensemble} uses seeds up to {last}; JAX's PRNG "
+        f"keys take seeds 0..{MAX_SEED}",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# keys and numbers, walked generically over the typed config
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _check_keys(node, key: str = "") -> None:
+    """Every attribute of every schema dataclass in the config is one of its fields.
+
+    `+model.widht=64` (or `++`, or `+foo=1`) appends a key that Hydra's struct mode would refuse
+    otherwise, and `OmegaConf.to_object` sets it as an attribute; nothing would read it.
+    """
+    fields = [f.name for f in dataclasses.fields(node)]
+    stray = sorted(set(vars(node)) - set(fields))
+    if stray and isinstance(node, PotentialConfig):
+        raise ConfigError(not_a_parameter(type(node), stray[0]))
+    _require(
+        not stray,
+        f"{_join(key, stray[0] if stray else '')} is not a key of {key or 'the config'}; "
+        f"its keys are {fields}",
+    )
+    for name in fields:
+        value = getattr(node, name)
+        if dataclasses.is_dataclass(value):
+            _check_keys(value, _join(key, name))
+
+
+def _numbers(node, key: str = ""):
+    """(dotted key, value) for every int or float in a typed config: dataclass fields and the
+    items of lists (`potential.segments[1][2]`), at any depth. Bools are not numbers here."""
+    if dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            yield from _numbers(getattr(node, f.name), _join(key, f.name))
+    elif isinstance(node, list | tuple):
+        for i, item in enumerate(node):
+            yield from _numbers(item, f"{key}[{i}]")
+    elif isinstance(node, int | float) and not isinstance(node, bool):
+        yield key, node
+
+
+def allowed_range(key: str, value: float) -> tuple[float, float, str]:
+    """(lowest, highest, why) for a number at `key`: from RANGES, else by its type."""
+    for pattern, lo, hi, why in RANGES:
+        if re.fullmatch(pattern, key):
+            return lo, hi, why
+    return DEFAULT_RANGES[float if isinstance(value, float) else int]
+
+
+def _range_text(key: str, lo: float, hi: float) -> str:
+    def num(v):
+        return str(v) if isinstance(v, int) else f"{v:g}"
+
+    return f"|{key}| <= {num(hi)}" if lo == -hi else f"{num(lo)} <= {key} <= {num(hi)}"
+
+
+def _check_numbers(cfg: Config) -> None:
+    """Every number of the config is finite and inside its range (RANGES, DEFAULT_RANGES)."""
+    for key, value in _numbers(cfg):
+        lo, hi, why = allowed_range(key, value)
+        allowed = f"{_range_text(key, lo, hi)} ({why})"
+        _require(math.isfinite(value), f"{key}={value} is not a finite number; allowed: {allowed}")
+        _require(lo <= value <= hi, f"{key}={value} is out of range; allowed: {allowed}")
+
+
+def _check_segments(p) -> None:
+    """A piecewise potential's segments: at most MAX_SEGMENTS rows of three numbers, made floats
+    in place (the schema types them loosely so that `[[0,0.3,0],...]` with ints composes)."""
+    segments = getattr(p, "segments", None)
+    if not isinstance(segments, list):
+        return
+    _require(
+        len(segments) <= MAX_SEGMENTS,
+        f"potential.segments has {len(segments)} segments; at most {MAX_SEGMENTS} are allowed "
+        f"(each one adds an input feature and collocation points, and compiling grows with them)",
+    )
+    for i, row in enumerate(segments):
+        ok = isinstance(row, list) and len(row) == 3 and all(map(_is_number, row))
+        _require(ok, f"potential.segments[{i}]={row!r} must be three numbers [x_left, x_right, V]")
+    p.segments = [[float(v) for v in row] for row in segments]
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_schema(p) -> None:
+    """`p` is an instance of the schema of the potential it names (its keys: `_check_keys`)."""
+    name = p.get("name") if isinstance(p, dict) else getattr(p, "name", None)
+    _require(
+        name in POTENTIALS,
+        f"potential={name!r} is not a known potential; choose one of {sorted(POTENTIALS)}",
+    )
+    schema = POTENTIAL_SCHEMAS.get(name)
+    _require(schema is not None, f"potential={name} has no schema in pinn_cli/config.py")
+    _require(
+        not isinstance(p, dict),
+        f"potential={name} is untyped: its config must list /schema/potential/{name}@_here_ "
+        f"in its defaults",
+    )
+    _require(
+        type(p) is schema,
+        f"potential.name={name} does not name the potential chosen ({type(p).name}); "
+        f"choose it with potential={name}",
+    )
+
+
+def not_a_parameter(schema: type[PotentialConfig], key: str) -> str:
+    """The one-line refusal of `potential.<key>` for a potential whose schema has no such field."""
+    params = [f.name for f in dataclasses.fields(schema) if f.name != "name"]
+    return (
+        f"potential.{key} is not a parameter of potential={schema.name}; "
+        f"its parameters are {params}"
+    )
+
+
+def _check_potential(p: PotentialConfig):
+    from .potentials import make_potential
+
+    try:
+        return make_potential(p.name, **potential_params(p))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _check_scale(p: PotentialConfig, potential) -> None:
+    """The built potential's domain is not too short, no smooth piece is too short for its
+    nodes, and |V| stays within MAX_MAGNITUDE (sampled: a formula or omega^2 x^2 can exceed it
+    though every parameter is in range)."""
+    lo, hi = potential.domain
+    length = hi - lo
+    _require(
+        length >= MIN_DOMAIN,
+        f"potential={p.name} has the domain [{lo:g}, {hi:g}], {length:g} long; it must be at "
+        f"least {MIN_DOMAIN:g} long (its ground energy (pi/L)^2 grows past {MAX_MAGNITUDE:g})",
+    )
+    a, b = min(potential.pieces, key=lambda piece: piece[1] - piece[0])
+    _require(
+        b - a >= MIN_PIECE * length,
+        f"potential={p.name} has a smooth piece [{a:g}, {b:g}], {b - a:g} long; each must be at "
+        f"least {MIN_PIECE:g} of the domain's length {length:g}",
+    )
+    with np.errstate(all="ignore"):
+        v = np.abs(np.asarray(potential(np.linspace(lo, hi, 1025)), float))
+    worst = float(np.max(v)) if np.all(np.isfinite(v)) else math.inf
+    _require(
+        worst <= MAX_MAGNITUDE,
+        f"potential={p.name} reaches |V|={worst:.3g} on [{lo:g}, {hi:g}]; |V| must stay <= "
+        f"{MAX_MAGNITUDE:g} (the bound on every float, in units hbar^2/2m = 1)",
+    )
+
+
+def _check_energy(cfg: Config, potential) -> None:
+    e, p = cfg.energy, cfg.potential
+    if e.mode != "fixed" or e.value is not None:
+        return
+    _require(
+        potential.closed_form_energy(cfg.state) is not None,
+        f"energy=fixed needs energy.value: potential={p.name!r} has no closed-form energy; "
+        f"give energy.value=<E> or use energy=learned",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# what the run needs of the machine, refused before anything is compiled
+
+
+def memory_estimate(cfg: Config, potential) -> tuple[int, int, int]:
+    """(bytes, parameters, collocation points) of a run at its peak, roughly: activations
+    (points x width x depth x ACTIVATION_COPIES), copies of the parameters, and with
+    optim.refine=lm the Jacobian (points x parameters) and its Gram matrix
+    (min(points, parameters)^2); all of it once per member of an ensemble."""
+    m, t = cfg.model, cfg.train
+    inputs = 1 + (len(potential.breakpoints) if m.breakpoint_features else 0)
+    hidden = (inputs + 1) * m.width + (m.depth - 1) * (m.width + 1) * m.width
+    params = hidden + m.width + 1 + 1  # the output layer, and the energy
+    points = t.points
+    if t.collocation == "gauss":
+        points += MIN_NODES_PER_PIECE * len(potential.pieces)  # the least per piece, at most
+    floats = points * m.width * m.depth * ACTIVATION_COPIES + PARAMETER_COPIES * params
+    if cfg.optim.refine == "lm":
+        floats += points * params + min(points, params) ** 2
+    itemsize = 8 if cfg.precision == "float64" else 4
+    return floats * itemsize * t.ensemble, params, points
+
+
+def machine_memory() -> int | None:
+    """This machine's physical memory in bytes (None where the OS does not say). The whole of
+    it, not what is free now: the estimate is rough, so only runs that cannot fit are refused."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def _check_resources(cfg: Config, potential) -> None:
+    m, t = cfg.model, cfg.train
+    need, params, points = memory_estimate(cfg, potential)
+    limit = machine_memory()
+    _require(
+        limit is None or need <= limit,
+        f"train.points={t.points}, model.width={m.width}, model.depth={m.depth}, "
+        f"train.ensemble={t.ensemble} need about {_size(need)} of memory ({points} points x "
+        f"{params} parameters, {cfg.precision}, optim.refine={cfg.optim.refine}), more than "
+        f"this machine's {_size(limit or 0)}; use fewer points, a smaller model or ensemble",
+    )
