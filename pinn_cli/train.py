@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -166,7 +167,15 @@ def _run_stage(loop: _Loop, stage: Stage, offset: int, n_steps: int, state: Trai
     previous = None
     while int(state.step) < end:
         step = int(state.step)
-        new, total, terms = blocks.advance(state, min(size - (step - offset) % size, end - step))
+        try:
+            new, total, terms = blocks.advance(
+                state, min(size - (step - offset) % size, end - step), loop.callbacks
+            )
+        except Interrupted:  # a signal while a block compiled: nothing new to lose
+            loop.callbacks.on_checkpoint(step, state)
+            loop.result.status = "interrupted"
+            loop.result.stop_reason = f"interrupted at step {step}, while compiling {stage.name}"
+            break
         alive = _check_finite(loop, stage, new, total)
         if not alive.any():
             return state  # the last good state
@@ -188,6 +197,34 @@ def _run_stage(loop: _Loop, stage: Stage, offset: int, n_steps: int, state: Trai
     return state
 
 
+class Interrupted(Exception):
+    """A stop was requested while XLA compiled a block."""
+
+
+def compile_interruptibly(lowered, stop_requested: Callable[[], bool], poll_s: float = 0.05):
+    """`lowered.compile()` in a worker thread, while this thread waits in Python: a signal's
+    handler then runs at once (it cannot while this thread is inside XLA), and a stop request
+    raises Interrupted within `poll_s` instead of after the compilation. The abandoned
+    compilation finishes (or dies with the process) in its daemon thread."""
+    box: dict = {}
+
+    def work():
+        try:
+            box["compiled"] = lowered.compile()
+        except BaseException as err:  # handed to the caller
+            box["error"] = err
+
+    worker = threading.Thread(target=work, name="xla-compile", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(poll_s)
+        if worker.is_alive() and stop_requested():
+            raise Interrupted
+    if "error" in box:
+        raise box["error"]
+    return box["compiled"]
+
+
 class _Blocks:
     """A stage's compiled blocks, one per block length, and the time spent running them."""
 
@@ -196,12 +233,14 @@ class _Blocks:
         self.compiled: dict[int, Callable] = {}
         self.seconds, self.steps = 0.0, 0
 
-    def advance(self, state: TrainState, n: int):
-        """(state n steps on, total loss per member (NumPy), named terms)."""
+    def advance(self, state: TrainState, n: int, callbacks: Callbacks):
+        """(state n steps on, total loss per member (NumPy), named terms). Raises Interrupted
+        when a stop is requested while the block compiles."""
         params, opt_state = state.params, state.opt[self.stage.name]
         if n not in self.compiled:
             tc = time.perf_counter()
-            self.compiled[n] = self.stage.block.lower(params, opt_state, n).compile()
+            lowered = self.stage.block.lower(params, opt_state, n)
+            self.compiled[n] = compile_interruptibly(lowered, callbacks.stop_requested)
             self.result.compile_s += time.perf_counter() - tc
         tr = time.perf_counter()
         self.result.first_step_at = self.result.first_step_at or tr

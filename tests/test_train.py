@@ -115,3 +115,47 @@ def test_blocks_resume_bit_identically():
     p10, o10, *_ = stage.block(p10, o10, 10)
     for a, b in zip(jax.tree.leaves(p20), jax.tree.leaves(p10)):
         assert jnp.array_equal(a, b)
+
+
+class SlowLowered:
+    """A lowered program whose compilation takes `seconds` (standing in for a big XLA one)."""
+
+    def __init__(self, seconds, compiled=None):
+        self.seconds, self.compiled = seconds, compiled
+
+    def compile(self):
+        import time
+
+        time.sleep(self.seconds)
+        return self.compiled
+
+
+def test_a_stop_request_interrupts_a_compilation_at_once():
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(train.Interrupted):
+        train.compile_interruptibly(SlowLowered(30.0), lambda: time.perf_counter() - t0 > 0.2)
+    assert time.perf_counter() - t0 < 2.0  # not the 30 s the compilation takes
+    assert train.compile_interruptibly(SlowLowered(0.1, "done"), lambda: False) == "done"
+
+
+def test_fit_interrupted_while_compiling_keeps_its_state_and_says_so():
+    """A signal during a stage's compilation: fit stops with status interrupted, hands the
+    unchanged state to the checkpoint callback, and does not wait for the compilation."""
+    import dataclasses
+    import time
+
+    built = assemble.build(config("model.width=8", "train.points=32", "optim=adam"))
+    stage, n = train.make_stages(built.problem, built.plan, built.state.params)[0]
+    slow = dataclasses.replace(stage)
+    slow.__dict__["block"] = type("Block", (), {"lower": lambda *_: SlowLowered(30.0)})()
+    saved, t0 = {}, time.perf_counter()
+    callbacks = train.Callbacks(
+        on_checkpoint=lambda step, state: saved.update({step: state}),
+        stop_requested=lambda: time.perf_counter() - t0 > 0.3,
+    )
+    result = train.fit(built.problem, built.plan, built.state, callbacks, stages=[(slow, n)])
+    assert time.perf_counter() - t0 < 5.0
+    assert result.status == "interrupted" and "while compiling adam" in result.stop_reason
+    assert list(saved) == [0] and saved[0] is built.state
