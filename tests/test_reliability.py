@@ -347,3 +347,20 @@ def test_checkpoints_of_another_shape_are_named_as_such(tmp_path, pinn_run):
     line = one_error_line(proc)
     assert "do not match the run's config" in line and "(8,) there, (16,) now" in line
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_a_signal_stops_a_sweep_after_the_current_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen(
+        [str(BIN / "pinn-run"), "-m", *LONG, "seed=0,1", f"hydra.sweep.dir={sweep}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_checkpoint(sweep / "0", proc)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    assert "Traceback" not in proc.stderr.read()
+    assert summary(sweep / "0")["status"] == "interrupted"
+    assert not (sweep / "1").exists()  # the sweep stopped; the next job never started
