@@ -156,6 +156,18 @@ class OptimConfig:
 
 
 @dataclass
+class ChecksConfig:
+    """Self-checks of every state (evaluation.self_checks): a state that fails one is reported
+    "suspect"; with strict, the run then exits 5."""
+
+    strict: bool = True  # false: record the failed checks but exit 0
+    residual_tol: float = 1e-2  # ||(H - E) psi|| / (||lap psi|| + ||V psi||) on the fine rule
+    orthogonality_tol: float = 1e-3  # |<psi_m, psi_n>| of normalised states
+    energy_tol: float = 1e-2  # relative error of E against the reference
+    psi_tol: float = 0.2  # relative L2 error of psi against the reference
+
+
+@dataclass
 class Config:
     # One of POTENTIAL_SCHEMAS, chosen by the potential group (OmegaConf has no unions).
     potential: Any = MISSING
@@ -164,6 +176,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
     seed: int = 0
     precision: str = "float64"  # "float64" | "float32"
     progress: bool = True

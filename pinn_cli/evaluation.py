@@ -98,6 +98,46 @@ def judge_state(potential, n: int, fine: tuple, values: tuple, x_plot, psi_plot)
     return state, (n, sign * unit, exact)
 
 
+def relative_residual(psi, lap, w, v, energy) -> float:
+    """||(H - E) psi|| / (||lap psi|| + ||V psi||) on a quadrature rule: 0 for an eigenstate,
+    of order 1 for a function that is none, whatever the scale of psi or of E."""
+    norm = lambda f: float(np.sqrt(np.sum(w * f**2)))  # noqa: E731
+    return norm(-lap + (v - energy) * psi) / max(norm(lap) + norm(v * psi), 1e-300)
+
+
+def self_checks(states: list[dict], overlaps: np.ndarray, residuals, tol, symmetric: bool):
+    """Per state, the checks it fails, each a line naming the check and its numbers.
+
+    Without the reference: the node count (n for state n), the parity where V is symmetric,
+    energies in increasing order, orthogonality to the states below, the residual on the fine
+    rule. With it: the energy and psi agreement. `overlaps[i, j]` = <psi_i, psi_j> of the
+    normalised states; `tol` has residual_tol, orthogonality_tol, energy_tol and psi_tol.
+    """
+    failed = []
+    for i, s in enumerate(states):
+        n, e, out = s["n"], s["energy"], []
+        if s["nodes"] != n:
+            out.append(f"nodes: {s['nodes']} sign changes, but state {n} has {n}")
+        expected = "even" if n % 2 == 0 else "odd"
+        if symmetric and s["parity"] != expected:
+            out.append(f"parity: {s['parity']}, but state {n} of a symmetric V is {expected}")
+        if i and e["estimate"] <= states[i - 1]["energy"]["estimate"]:
+            below = states[i - 1]["energy"]["estimate"]
+            out.append(f"order: E = {e['estimate']:.10g} is not above state {n - 1}'s {below:.10g}")
+        worst = float(np.max(np.abs(overlaps[i, :i]))) if i else 0.0
+        if worst > tol.orthogonality_tol:
+            limit = tol.orthogonality_tol
+            out.append(f"orthogonality: overlap {worst:.1e} with a lower state > {limit}")
+        if residuals[i] > tol.residual_tol:
+            out.append(f"residual: {residuals[i]:.1e} (relative) > {tol.residual_tol}")
+        if e["rel_error"] is not None and e["rel_error"] > tol.energy_tol:
+            out.append(f"energy: {e['rel_error']:.1e} from the reference > {tol.energy_tol}")
+        if s["wavefunction"]["l2_error"] > tol.psi_tol:
+            out.append(f"psi: L2 error {s['wavefunction']['l2_error']:.1e} > {tol.psi_tol}")
+        failed.append(out)
+    return failed
+
+
 def with_training(state: dict, *, learned, fixed, steps, status, stop_reason) -> dict:
     """A judged state with how its training went: the learned (or fixed) E, steps, status."""
     e = state["energy"]

@@ -19,7 +19,7 @@ import numpy as np
 from . import outputs, provenance
 from .assemble import Built, build
 from .config import Config, ConfigError
-from .process import EXIT_DIVERGED, ProfileWindow, Progress, StopFlag
+from .process import EXIT_DIVERGED, EXIT_SUSPECT, ProfileWindow, Progress, StopFlag
 
 log = logging.getLogger("pinn_run")
 logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every file it writes at INFO
@@ -77,6 +77,8 @@ def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: boo
         _log_summary(summary)
     status = runs[-1].result.status
     code = {"diverged": EXIT_DIVERGED, "interrupted": stop.exit_code}.get(status, 0)
+    if code == 0 and summary["status"] == "suspect" and cfg.checks.strict:
+        code = EXIT_SUSPECT
     if stop() and code == 0:
         log.info("stopped by a signal after training; the outputs were written first")
         code = stop.exit_code
@@ -204,14 +206,14 @@ def _judge_states(cfg: Config, runs: list[StateRun], basis, run_dir: Path) -> di
         p, _, lap = _values(last.built, last.result.params, last.built.problem.x)
         basis.add(p, lap)
     raw = [_values(r.built, r.result.params, fine[0].x) for r in runs]
-    psi_q = basis.combine([p for p, _, _ in raw])
-    grad_q = basis.combine([g for _, g, _ in raw])
+    psi_q, grad_q, lap_q = (basis.combine([values[k] for values in raw]) for k in range(3))
     psi_x = basis.combine([_values(r.built, r.result.params, x_plot)[0] for r in runs])
     states, curves = [], []
     for r, p, g, px in zip(runs, psi_q, grad_q, psi_x):
         judged, curve = evaluation.judge_state(potential, r.n, fine, (p, g), x_plot, px)
         states.append(_with_training(judged, r))
         curves.append(curve)
+    failed = _self_checks(cfg, states, fine, psi_q, lap_q, potential.is_symmetric())
     v_plot = np.asarray(potential.values(x_plot), float)
     outputs.write_psi(run_dir / outputs.PSI, x_plot[:, 0], curves, v_plot)
     l2 = states[0]["wavefunction"]["l2_error"]
@@ -220,7 +222,36 @@ def _judge_states(cfg: Config, runs: list[StateRun], basis, run_dir: Path) -> di
     )
     references = {s["n"]: s["energy"]["reference"] for s in states}
     plots.run_figures(run_dir, x_plot[:, 0], curves, v_plot, title=title, references=references)
-    return _summary(cfg, runs, states, run_dir)
+    summary = _summary(cfg, runs, states, run_dir)
+    summary["checks"] = {"strict": cfg.checks.strict, "failed": failed}
+    if failed and summary["status"] == "completed":
+        summary["status"] = "suspect"
+        summary["stop_reason"] = "; ".join(failed)
+    return summary
+
+
+def _self_checks(cfg: Config, states, fine, psi, lap, symmetric: bool) -> list[str]:
+    """Run evaluation.self_checks on every state; mark the states that fail one "suspect", log
+    one line per failed check, and return those lines ("state n: check: numbers")."""
+    from . import evaluation
+
+    w, v = fine[0].w, fine[1]
+    unit = [p / np.sqrt(np.sum(w * p**2)) for p in psi]
+    overlaps = np.array([[np.sum(w * a * b) for b in unit] for a in unit])
+    residuals = [
+        evaluation.relative_residual(p, q, w, v, s["energy"]["estimate"])
+        for p, q, s in zip(psi, lap, states)
+    ]
+    lines = []
+    checks = evaluation.self_checks(states, overlaps, residuals, cfg.checks, symmetric)
+    for state, failed, residual in zip(states, checks, residuals):
+        state["checks"] = {"residual": residual, "failed": failed}
+        if failed and state["status"] == "completed":
+            state["status"] = "suspect"
+        for check in failed:
+            log.warning("state %d is suspect: %s", state["n"], check)
+            lines.append(f"state {state['n']}: {check}")
+    return lines
 
 
 def _with_training(judged: dict, run: StateRun) -> dict:

@@ -18,6 +18,7 @@ log = logging.getLogger("pinn_run")
 
 EXIT_DIVERGED = 3
 EXIT_FAILED = 4  # the run folder could not be written (a full disk, no permission)
+EXIT_SUSPECT = 5  # a state failed a self-check (checks.strict=true)
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 

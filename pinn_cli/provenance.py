@@ -33,7 +33,15 @@ PACKAGES = (
 )
 
 # Top-level config keys that do not change the numbers a run produces; config_hash skips them.
-HASH_EXCLUDED = ("progress", "resume", "overwrite", "profile_steps", "compile_cache", "hydra")
+HASH_EXCLUDED = (
+    "progress",
+    "resume",
+    "overwrite",
+    "checks",
+    "profile_steps",
+    "compile_cache",
+    "hydra",
+)
 
 # Environment variables that steer XLA and JAX (device choice, memory, compiler flags).
 ENV_PREFIXES = ("XLA_", "JAX_")
@@ -50,7 +58,8 @@ def config_hash(resolved_config: dict) -> str:
 
     Excluded, at the top level only: `progress` (a progress bar), `resume` (which folder to
     continue in; the resumed run's own config is what is hashed), `overwrite` (whether an earlier
-    run in the folder may be replaced), `compile_cache` (where compiled
+    run in the folder may be replaced), `checks` (how results are judged, not computed),
+    `compile_cache` (where compiled
     programs are kept), `profile_steps` (a profiler
     trace) and everything under `hydra` (output folders, launcher, logging). Every other key is
     kept, `seed` and `train.log_every` (the size of the compiled blocks) included, and so is

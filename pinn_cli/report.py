@@ -31,6 +31,7 @@ SUMMARY_CSV = "summary.csv"
 REPORT_MD = "report.md"
 FIGURES = "figures"
 SEED = "seed"
+SUSPECT = "suspect"  # a job whose summary reports a state that failed a self-check
 OBJECTIVE = "energy.rel_error"
 
 # summary.csv columns read from summary.json: column -> path inside summary.json
@@ -392,24 +393,29 @@ def seeds_table(jobs: list[Job], swept: list[str]) -> str:
     return md_table(header, [r for _, r in rows])
 
 
-def failures_table(jobs: list[Job], keys: list[str]) -> str:
+def failures_table(jobs: list[Job], keys: list[str], status: str | None = None) -> str:
+    """The jobs that did not complete; with `status`, only those with that status (and the
+    column is "failed checks" for suspect jobs)."""
     rows = [
         [_fmt(j.num), _fmt(j.name), *_settings(j, keys), j.status, _fmt(j.error)]
         for j in jobs
-        if not j.completed
+        if not j.completed and (status is None or j.status == status)
     ]
-    return md_table(["job", "folder", *keys, "status", "error"], rows)
+    why = "failed checks" if status == SUSPECT else "error"
+    return md_table(["job", "folder", *keys, "status", why], rows)
 
 
 def markdown(sweep: Path, jobs: list[Job], figures: list[Path]) -> str:
     swept = swept_keys(jobs)
     fixed = [k for k in override_keys(jobs) if k not in swept]
     best = ranked(jobs)
-    failed = [j for j in jobs if not j.completed]
+    suspect = [j for j in jobs if j.status == SUSPECT]
+    failed = [j for j in jobs if not j.completed and j.status != SUSPECT]
     out = [
         f"# Sweep report: {sweep}",
         "",
-        f"{len(jobs)} jobs: {len(best)} completed, {len(failed)} failed or unfinished. "
+        f"{len(jobs)} jobs: {len(best)} completed, {len(suspect)} suspect (a state failed a "
+        f"self-check), {len(failed)} failed or unfinished. "
         "Objective: relative error of the energy estimate (Rayleigh quotient) against the "
         "reference eigenvalue.",
     ]
@@ -428,9 +434,12 @@ def markdown(sweep: Path, jobs: list[Job], figures: list[Path]) -> str:
     if figures:
         out += ["", "## Figures", ""]
         out += [f"![{p.stem}]({p.parent.name}/{p.name})" for p in figures]
+    if suspect:
+        out += ["", f"## Suspect jobs ({len(suspect)}): results that failed a self-check", ""]
+        out += [failures_table(suspect, swept, SUSPECT)]
     if failed:
         out += ["", f"## Failed or unfinished jobs ({len(failed)})", ""]
-        out += [failures_table(jobs, swept)]
+        out += [failures_table(failed, swept)]
     return "\n".join(out) + "\n"
 
 
@@ -472,9 +481,10 @@ def _order(value: str):
 
 
 def error_series(jobs: list[Job], key: str, others: list[str]) -> dict[tuple, dict[str, list]]:
-    """Completed jobs' energy errors: {settings of `others`: {value of `key`: [errors]}}."""
+    """The energy errors of the jobs that trained to the end, suspect ones included (an
+    unconverged width is a point of the study too): {settings of `others`: {value: [errors]}}."""
     series: dict[tuple, dict[str, list]] = {}
-    for job in ranked(jobs):
+    for job in ranked(jobs) + [j for j in jobs if j.status == SUSPECT]:
         if job.objective is None or key not in job.overrides:
             continue
         settings = tuple((k, job.overrides.get(k)) for k in others)
@@ -656,9 +666,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pinn-report: error: {err}", file=sys.stderr)
         return 2
     done = sum(j.completed for j in jobs)
+    suspect = sum(j.status == SUSPECT for j in jobs)
     print(
-        f"{args.sweep}: {len(jobs)} jobs, {done} completed, {len(jobs) - done} failed or "
-        f"unfinished; wrote {SUMMARY_CSV}, {REPORT_MD} and {FIGURES}/"
+        f"{args.sweep}: {len(jobs)} jobs, {done} completed, "
+        + (f"{suspect} suspect, " if suspect else "")
+        + f"{len(jobs) - done - suspect} failed or unfinished; wrote {SUMMARY_CSV}, {REPORT_MD} "
+        f"and {FIGURES}/"
     )
     return 0
 

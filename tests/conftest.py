@@ -18,6 +18,7 @@ TINY = [
     "train.checkpoint_every=20",
     "optim.refine_steps=10",
     "progress=false",
+    "checks.strict=false",  # a tiny run tests the plumbing; its numbers are not converged
 ]
 
 
