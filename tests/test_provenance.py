@@ -252,6 +252,15 @@ def runs(tmp_path_factory):
     return {name: (procs[name].returncode, outputs[name], root / name) for name in commands}
 
 
+def assert_trained(run_dir):
+    """Trained to the end. A smoke run is not converged, so it may fail the self-checks
+    (checks.strict=false in the preset), which then say so; tests/test_checks.py tests them."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] in ("completed", "suspect")
+    assert (summary["status"] == "suspect") == bool(summary["checks"]["failed"])
+    assert summary["stop_reason"] == "all steps done" or summary["checks"]["failed"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", POTENTIALS)
 def test_smoke_preset_runs_the_whole_pipeline(runs, name):
@@ -260,7 +269,7 @@ def test_smoke_preset_runs_the_whole_pipeline(runs, name):
     for file in ("summary.json", "metrics.csv", "wavefunction.png", "energy.png", "loss.png"):
         assert (run_dir / file).is_file(), file
     assert any((run_dir / "checkpoints").iterdir())
-    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+    assert_trained(run_dir)
     composed = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
     assert composed["potential"]["name"] == name
     assert (composed["model"]["width"], composed["model"]["depth"]) == (8, 1)
@@ -273,6 +282,6 @@ def test_smoke_preset_runs_the_whole_pipeline(runs, name):
 def test_profile_preset_writes_a_trace(runs):
     code, output, run_dir = runs["profile"]
     assert code == 0, output[-3000:]
-    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+    assert_trained(run_dir)
     traces = list((run_dir / "profile" / "plugins" / "profile").glob("*/*.xplane.pb"))
     assert len(traces) == 1 and traces[0].stat().st_size > 0
