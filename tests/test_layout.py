@@ -18,6 +18,7 @@ LAYERS = {
     "cli": 6,
     "report": 6,
     "experiment": 5,
+    "judging": 5,
     "guard": 5,
     "assemble": 4,
     "process": 4,
