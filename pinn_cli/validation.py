@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
 
 import numpy as np
@@ -16,6 +15,7 @@ import numpy as np
 from .activations import ACTIVATIONS, REFUSED
 from .config import POTENTIAL_SCHEMAS, Config, ConfigError, PotentialConfig, potential_params
 from .potentials import REGISTRY as POTENTIALS
+from .resources import check_resources
 
 CHOICES = {
     "energy.mode": ("fixed", "learned"),
@@ -58,13 +58,6 @@ DEFAULT_RANGES = {
     int: (-MAX_INT, MAX_INT, "the bound on every int: a signed 32-bit integer"),
 }
 
-# Peak memory of a run, in floats: the per-point activations of the Taylor-mode forward pass and
-# its backward pass (value, first and second derivative, kept and differentiated) per hidden unit,
-# and copies of the parameters (gradient, Adam's moments, L-BFGS's history).
-ACTIVATION_COPIES = 12
-PARAMETER_COPIES = 32
-MIN_NODES_PER_PIECE = 8  # quadrature.gauss puts at least this many nodes on each smooth piece
-
 
 def _get(cfg: Config, dotted: str):
     node = cfg
@@ -94,7 +87,7 @@ def validate(cfg: Config) -> None:
     potential = _check_potential(cfg.potential)
     _check_scale(cfg.potential, potential)
     _check_energy(cfg, potential)
-    _check_resources(cfg, potential)
+    check_resources(cfg, potential)
 
 
 def _check_choices(cfg: Config) -> None:
@@ -338,57 +331,4 @@ def _check_energy(cfg: Config, potential) -> None:
         potential.closed_form_energy(cfg.state) is not None,
         f"energy=fixed needs energy.value: potential={p.name!r} has no closed-form energy; "
         f"give energy.value=<E> or use energy=learned",
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# what the run needs of the machine, refused before anything is compiled
-
-
-def memory_estimate(cfg: Config, potential) -> tuple[int, int, int]:
-    """(bytes, parameters, collocation points) of a run at its peak, roughly: activations
-    (points x width x depth x ACTIVATION_COPIES), copies of the parameters, and with
-    optim.refine=lm the Jacobian (points x parameters) and its Gram matrix
-    (min(points, parameters)^2); all of it once per member of an ensemble."""
-    m, t = cfg.model, cfg.train
-    inputs = 1 + (len(potential.breakpoints) if m.breakpoint_features else 0)
-    hidden = (inputs + 1) * m.width + (m.depth - 1) * (m.width + 1) * m.width
-    params = hidden + m.width + 1 + 1  # the output layer, and the energy
-    points = t.points
-    if t.collocation == "gauss":
-        points += MIN_NODES_PER_PIECE * len(potential.pieces)  # the least per piece, at most
-    floats = points * m.width * m.depth * ACTIVATION_COPIES + PARAMETER_COPIES * params
-    if cfg.optim.refine == "lm":
-        floats += points * params + min(points, params) ** 2
-    itemsize = 8 if cfg.precision == "float64" else 4
-    return floats * itemsize * t.ensemble, params, points
-
-
-def machine_memory() -> int | None:
-    """This machine's physical memory in bytes (None where the OS does not say). The whole of
-    it, not what is free now: the estimate is rough, so only runs that cannot fit are refused."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    return ""
-
-
-def _check_resources(cfg: Config, potential) -> None:
-    m, t = cfg.model, cfg.train
-    need, params, points = memory_estimate(cfg, potential)
-    limit = machine_memory()
-    _require(
-        limit is None or need <= limit,
-        f"train.points={t.points}, model.width={m.width}, model.depth={m.depth}, "
-        f"train.ensemble={t.ensemble} need about {_size(need)} of memory ({points} points x "
-        f"{params} parameters, {cfg.precision}, optim.refine={cfg.optim.refine}), more than "
-        f"this machine's {_size(limit or 0)}; use fewer points, a smaller model or ensemble",
     )

@@ -469,15 +469,15 @@ def test_runs_that_cannot_fit_in_memory_are_refused(composer, overrides, needles
 
 
 def test_the_memory_estimate_and_its_limit(composer, monkeypatch):
-    from pinn_cli import validation
+    from pinn_cli import resources
 
     typed = to_config(composer())
-    need, params, points = validation.memory_estimate(typed, make_potential("infinite_well"))
+    need, params, points = resources.memory_estimate(typed, make_potential("infinite_well"))
     assert params == 32 + 32 + 32 * 32 + 32 + 32 + 1 + 1 and points == 192 + 8
     assert need < 2**30  # the default run is far from any limit
-    monkeypatch.setattr(validation, "machine_memory", lambda: need - 1)
+    monkeypatch.setattr(resources, "machine_memory", lambda: need - 1)
     message = refusal(composer)
-    assert f"more than this machine's {validation._size(need - 1)}" in message, message
+    assert f"more than this machine's {resources._size(need - 1)}" in message, message
 
 
 def test_a_run_that_cannot_fit_is_refused_by_the_real_command(pinn_run, tmp_path):

@@ -37,6 +37,7 @@ LAYERS = {
     "reference": 0,
     "config": 0,
     "validation": 0,
+    "resources": 0,
     "provenance": 0,
     "evaluation": 0,
     "outputs": 0,
