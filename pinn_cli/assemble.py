@@ -47,6 +47,9 @@ def plan_from(cfg: Config):
         refine=o.refine,
         refine_steps=o.refine_steps if o.refine != "none" else 0,
         refine_tol=o.refine_tol,
+        solver=o.solver,
+        cg_iters=o.cg_iters,
+        cg_tol=o.cg_tol,
         ensemble=t.ensemble,
     )
 

@@ -153,6 +153,12 @@ class OptimConfig:
     refine_tol: float = (
         1e-15  # stop when the relative loss decrease of an accepted step is below this
     )
+    # The LM stage's linear solver: "explicit" forms the Jacobian (cheapest for small problems),
+    # "cg" is matrix-free Gauss-Newton (conjugate gradients on J^T J, cost linear in points and
+    # parameters), "auto" picks by a cost estimate.
+    solver: str = "auto"
+    cg_iters: int = 20  # CG iterations per LM step, at most
+    cg_tol: float = 1e-3  # CG stops once its residual is below this fraction of the right side
 
 
 @dataclass

@@ -116,6 +116,7 @@ def _metric_fields(cfg: Config) -> list[str]:
     terms = ["residual"] + (["norm"] if cfg.loss.normalization == "penalty" else [])
     terms += ["ritz"] if cfg.state > 0 else []
     fields = ["state", "step", "stage", "loss", *terms, "energy", "rayleigh", "lr", "elapsed_s"]
+    fields += ["cg_iters"] if cfg.optim.refine == "lm" and cfg.optim.solver != "explicit" else []
     return (["member"] if cfg.train.ensemble > 1 else []) + fields
 
 
@@ -171,6 +172,8 @@ def _train(cfg: Config, n: int, built: Built, run_dir: Path, metrics, stop, resu
         result = train.fit(built.problem, built.plan, state, callbacks)
     progress.close()
     checkpoints.close()
+    for stage, solver in result.solvers.items():
+        log.info("state %d: %s solved its linear systems with the %s solver", n, stage, solver)
     log.info("state %d stopped: %s", n, result.stop_reason)
     return result
 

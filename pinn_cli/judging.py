@@ -131,6 +131,7 @@ def _summary(cfg: Config, runs: list[StateRun], states: list[dict], run_dir: Pat
         "timing": {
             "ms_per_step": results[0].ms_per_step.get("adam", float("nan")),
             "ms_per_step_by_stage": results[0].ms_per_step,
+            "solvers": results[0].solvers,
         },
         "seed": cfg.seed,
         "run_dir": str(run_dir),

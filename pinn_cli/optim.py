@@ -35,6 +35,7 @@ class Stage:
     members: int = 1  # > 1: every argument and result of `raw` has a leading member axis
     block_size: int | None = None  # steps per compiled block; None: the plan's log interval
     converges: bool = False  # stop once a block no longer lowers the loss (refinement stages)
+    solver: str | None = None  # the linear solver of a second-order stage, for the record
 
     @functools.cached_property
     def block(self) -> Callable:

@@ -14,13 +14,27 @@ from .config import Config, ConfigError
 ACTIVATION_COPIES = 12
 PARAMETER_COPIES = 32
 MIN_NODES_PER_PIECE = 8  # quadrature.gauss puts at least this many nodes on each smooth piece
+DIAGONAL_CHUNK = 32  # points per chunk of gradient rows for the matrix-free LM's preconditioner
+# M P min(M, P) up to which the LM stage forms the Jacobian (M residual rows, P parameters);
+# above it, conjugate gradients on Jacobian-vector products are cheaper. Measured on 2 cores
+# (docs/speed.md): explicit wins at width 32 x 192 points (~8e7), CG from 64 x 192 (~3e8) up.
+EXPLICIT_MAX_WORK = 2e8
+
+
+def choose_solver(solver: str, rows: int, params: int) -> str:
+    """The LM stage's linear solver, "explicit" or "cg", for `rows` residuals in `params`
+    unknowns: `solver` itself unless it is "auto"."""
+    if solver != "auto":
+        return solver
+    return "explicit" if rows * params * min(rows, params) <= EXPLICIT_MAX_WORK else "cg"
 
 
 def memory_estimate(cfg: Config, potential) -> tuple[int, int, int]:
     """(bytes, parameters, collocation points) of a run at its peak, roughly: activations
     (points x width x depth x ACTIVATION_COPIES), copies of the parameters, and with
     optim.refine=lm the Jacobian (points x parameters) and its Gram matrix
-    (min(points, parameters)^2); all of it once per member of an ensemble."""
+    (min(points, parameters)^2), or for the matrix-free solver a chunk of gradient rows and a few
+    parameter vectors; all of it once per member of an ensemble."""
     m, t = cfg.model, cfg.train
     inputs = 1 + (len(potential.breakpoints) if m.breakpoint_features else 0)
     hidden = (inputs + 1) * m.width + (m.depth - 1) * (m.width + 1) * m.width
@@ -29,7 +43,9 @@ def memory_estimate(cfg: Config, potential) -> tuple[int, int, int]:
     if t.collocation == "gauss":
         points += MIN_NODES_PER_PIECE * len(potential.pieces)  # the least per piece, at most
     floats = points * m.width * m.depth * ACTIVATION_COPIES + PARAMETER_COPIES * params
-    if cfg.optim.refine == "lm":
+    if cfg.optim.refine == "lm" and choose_solver(cfg.optim.solver, points, params) == "cg":
+        floats += DIAGONAL_CHUNK * params
+    elif cfg.optim.refine == "lm":
         floats += points * params + min(points, params) ** 2
     itemsize = 8 if cfg.precision == "float64" else 4
     return floats * itemsize * t.ensemble, params, points

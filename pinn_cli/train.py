@@ -21,11 +21,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.flatten_util import ravel_pytree
 
 from . import ensemble
 from .lm import REFINE_BLOCK, lm_stage
 from .optim import Stage, adam_stage, for_members, lbfgs_stage, make_schedule
 from .problem import Problem, make_loss, rayleigh
+from .resources import choose_solver
 from .states import ritz_output_layer
 
 
@@ -42,6 +44,9 @@ class Plan:
     refine: str = "lm"  # "lm" | "lbfgs" | "none"
     refine_steps: int = 300
     refine_tol: float = 1e-15
+    solver: str = "auto"  # the LM stage's linear solver: "auto" | "explicit" | "cg" (lm.py)
+    cg_iters: int = 20
+    cg_tol: float = 1e-3
     ensemble: int = 1  # networks trained side by side; > 1: every state leaf has a member axis
 
 
@@ -71,6 +76,7 @@ class FitResult:
     diverged_at: list[int | None] = field(default_factory=list)
     final_loss: list[float] = field(default_factory=list)  # each member's last finite loss
     first_step_at: float | None = None  # perf_counter() when the first compiled block started
+    solvers: dict[str, str] = field(default_factory=dict)  # stage -> its linear solver
 
 
 @dataclass
@@ -86,7 +92,9 @@ def make_stages(problem: Problem, plan: Plan, params_like) -> list[tuple[Stage, 
     schedule = make_schedule(plan.lr_schedule, plan.lr, plan.lr_final, plan.steps)
     stages = [(adam_stage(make_loss(problem, problem.first_stage), schedule), plan.steps)]
     if plan.refine == "lm":
-        stages.append((lm_stage(problem, loss, params_like), plan.refine_steps))
+        solver = lm_solver(problem, plan, params_like)
+        lm = lm_stage(problem, loss, params_like, solver, plan.cg_iters, plan.cg_tol)
+        stages.append((lm, plan.refine_steps))
     elif plan.refine == "lbfgs":
         stages.append((lbfgs_stage(loss, REFINE_BLOCK), plan.refine_steps))
     if problem.first_stage == "ritz":
@@ -95,6 +103,12 @@ def make_stages(problem: Problem, plan: Plan, params_like) -> list[tuple[Stage, 
         enter = functools.partial(ritz_output_layer, problem)
         stages[1:] = [(dataclasses.replace(st, enter=enter), n) for st, n in stages[1:]]
     return [(for_members(st, plan.ensemble), n) for st, n in stages]
+
+
+def lm_solver(problem: Problem, plan: Plan, params_like) -> str:
+    """The linear solver the LM stage uses: plan.solver, or by cost estimate for "auto"."""
+    rows = problem.x.shape[0] + (problem.normalization == "penalty")
+    return choose_solver(plan.solver, rows, ravel_pytree(params_like)[0].size)
 
 
 def one_member(params, members: int):
@@ -163,6 +177,8 @@ def _run_stage(loop: _Loop, stage: Stage, offset: int, n_steps: int, state: Trai
     if stage.enter is not None and int(state.step) == offset and n_steps > 0:
         state = state.replace(params=stage.enter(state.params))
     blocks = _Blocks(stage, loop.result)
+    if stage.solver is not None:
+        loop.result.solvers[stage.name] = stage.solver
     size = stage.block_size or loop.plan.log_every
     previous = None
     while int(state.step) < end:

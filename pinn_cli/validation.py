@@ -24,6 +24,7 @@ CHOICES = {
     "train.lr_schedule": ("constant", "exponential", "cosine"),
     "train.collocation": ("gauss", "uniform"),
     "optim.refine": ("none", "lm", "lbfgs"),
+    "optim.solver": ("auto", "explicit", "cg"),
     "precision": ("float64", "float32"),
 }
 
@@ -52,6 +53,8 @@ RANGES = (
         "lengths in units where hbar^2/2m = 1",
     ),
     (r"optim\.refine_tol", 0.0, 1.0, "a relative decrease of the loss"),
+    (r"optim\.cg_tol", 0.0, 1.0, "a fraction of the right-hand side's norm"),
+    (r"optim\.cg_iters", 1, 10_000, "conjugate-gradient iterations per step"),
 )
 DEFAULT_RANGES = {
     float: (-MAX_MAGNITUDE, MAX_MAGNITUDE, "the bound on every float, in units hbar^2/2m = 1"),
