@@ -59,6 +59,10 @@ def output_scale(cfg: Config, potential) -> float:
     least 1, so an O(1) network can reach the decay exponent of a deep well."""
     if cfg.model.output_scale is not None:
         return float(cfg.model.output_scale)
+    if potential.dim == 2:
+        if not potential.piecewise_constant:
+            return 1.0
+        return max(1.0, np.sqrt(potential.span) * max(potential.box.lengths) / 4.0)
     segments = getattr(potential, "segments", None)
     if not segments:
         return 1.0
@@ -70,6 +74,8 @@ def output_scale(cfg: Config, potential) -> float:
 def rule_from(cfg: Config, potential):
     from . import quadrature
 
+    if getattr(potential, "radius", None) is not None:
+        return quadrature.disk(potential.radius, cfg.train.points)
     if cfg.train.collocation == "gauss":
         return quadrature.gauss(potential.box, cfg.train.points)
     return quadrature.uniform(potential.box, cfg.train.points)
@@ -109,6 +115,7 @@ def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None) -> Built:
         key=ensemble.keys(cfg.seed, cfg.train.ensemble, fold=n),
         scale=output_scale(cfg, potential),
         dtype=dtype,
+        radius=getattr(potential, "radius", None),
     )
     prob = problem.make_problem(
         psi,

@@ -88,6 +88,43 @@ class FormulaConfig(PotentialConfig):
     formula: str = "x**4 - 3*x**2"  # V(x) as an expression in x
 
 
+@dataclass
+class Box2DConfig(PotentialConfig):
+    name: str = "box2d"
+    domain: list[Any] = field(default_factory=lambda: [[0.0, 1.0], [0.0, 1.0]])
+
+
+@dataclass
+class Harmonic2DConfig(PotentialConfig):
+    name: str = "harmonic2d"
+    domain: list[Any] = field(default_factory=lambda: [[-6.0, 6.0], [-6.0, 6.0]])
+    omega: list[float] = field(default_factory=lambda: [1.0, 1.0])  # V = wx^2 x^2 + wy^2 y^2
+
+
+@dataclass
+class DiskConfig(PotentialConfig):
+    name: str = "disk"
+    radius: float = 1.0  # V = 0 inside the circle about the origin, psi = 0 on it
+
+
+@dataclass
+class Separable2DConfig(PotentialConfig):
+    name: str = "separable2d"
+    # V = Vx(x) + Vy(y), each as piecewise's segments [[x0, x1, V], ...]; together the domain
+    x_segments: list[Any] = field(
+        default_factory=lambda: [[0.0, 0.4, 0.0], [0.4, 0.6, 30.0], [0.6, 1.0, 0.0]]
+    )
+    y_segments: list[Any] = field(default_factory=lambda: [[0.0, 0.5, 0.0], [0.5, 1.0, 10.0]])
+
+
+@dataclass
+class FiniteWell2DConfig(PotentialConfig):
+    name: str = "finite_well2d"
+    domain: list[Any] = field(default_factory=lambda: [[-2.0, 2.0], [-2.0, 2.0]])
+    V0: float = 50.0
+    width: Any = 1.0  # the centred well's side, or [wx, wy]
+
+
 # The schema of each registered potential, by name (stored as schema/potential/<name>).
 POTENTIAL_SCHEMAS: dict[str, type[PotentialConfig]] = {
     "infinite_well": InfiniteWellConfig,
@@ -97,6 +134,11 @@ POTENTIAL_SCHEMAS: dict[str, type[PotentialConfig]] = {
     "harmonic": HarmonicConfig,
     "piecewise": PiecewiseConfig,
     "formula": FormulaConfig,
+    "box2d": Box2DConfig,
+    "harmonic2d": Harmonic2DConfig,
+    "disk": DiskConfig,
+    "separable2d": Separable2DConfig,
+    "finite_well2d": FiniteWell2DConfig,
 }
 
 
@@ -208,4 +250,6 @@ def potential_params(p: PotentialConfig) -> dict:
     del params["name"]
     if "domain" in params:
         params["domain"] = tuple(params["domain"])
+    if "omega" in params and isinstance(params["omega"], list):
+        params["omega"] = tuple(params["omega"])
     return params

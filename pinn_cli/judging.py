@@ -45,11 +45,10 @@ def judge_states(cfg: Config, runs: list[StateRun], basis, run_dir: Path) -> dic
     from . import evaluation, plots  # SciPy and matplotlib load after training
 
     potential = runs[0].built.potential
+    if potential.dim == 2:
+        return _judge_states_2d(cfg, runs, basis, run_dir)
     fine, x_plot = evaluation.fine_rule(potential), evaluation.plot_points(potential)
-    if len(basis.rows) < len(runs):  # the last state stopped early: judge it as it is
-        last = runs[-1]
-        p, _, lap = network_values(last.built, last.result.params, last.built.problem.x)
-        basis.add(p, lap)
+    _finish_basis(runs, basis)
     raw = [network_values(r.built, r.result.params, fine[0].x) for r in runs]
     psi_q, grad_q, lap_q = (basis.combine([at[k] for at in raw]) for k in range(3))
     psi_x = basis.combine([network_values(r.built, r.result.params, x_plot)[0] for r in runs])
@@ -68,6 +67,70 @@ def judge_states(cfg: Config, runs: list[StateRun], basis, run_dir: Path) -> dic
     references = {s["n"]: s["energy"]["reference"] for s in states}
     plots.run_figures(run_dir, x_plot[:, 0], curves, v_plot, title=title, references=references)
     summary = _summary(cfg, runs, states, run_dir)
+    summary["checks"] = {"strict": cfg.checks.strict, "failed": failed}
+    if failed and summary["status"] == "completed":
+        summary["status"] = "suspect"
+        summary["stop_reason"] = "; ".join(failed)
+    return summary
+
+
+def _finish_basis(runs: list[StateRun], basis) -> None:
+    """A last state that stopped early is judged as it is: add it to the basis."""
+    if len(basis.rows) < len(runs):
+        last = runs[-1]
+        p, _, lap = network_values(last.built, last.result.params, last.built.problem.x)
+        basis.add(p, lap)
+
+
+def _judge_states_2d(cfg: Config, runs: list[StateRun], basis, run_dir: Path) -> dict:
+    """judge_states for a 2-D potential: energies and eigenspaces against the reference
+    spectrum (degenerate levels judged as subspaces), psi.npz and wavefunction maps."""
+    from . import evaluation2d, plots
+
+    potential = runs[0].built.potential
+    rule = evaluation2d.fine_rule(potential)
+    v = np.asarray(potential.values(rule.x), float)
+    _finish_basis(runs, basis)
+    raw = [network_values(r.built, r.result.params, rule.x) for r in runs]
+    psi_q, grad_q, lap_q = (basis.combine([at[k] for at in raw]) for k in range(3))
+    spectrum = evaluation2d.spectrum_for(potential, len(runs))
+    judged, levels = evaluation2d.judge_states(
+        potential, rule, v, list(zip(psi_q, grad_q)), spectrum
+    )
+    states = [_with_training(j, r) for j, r in zip(judged, runs)]
+    failed = _self_checks(cfg, states, (rule, v), psi_q, lap_q, symmetric=False)
+    x, y, points, inside = evaluation2d.plot_grid(potential)
+    on_grid = basis.combine([network_values(r.built, r.result.params, points)[0] for r in runs])
+    norms = [np.sqrt(np.sum(rule.w * p**2)) for p in psi_q]
+    maps = np.stack([np.where(inside, p / n, np.nan) for p, n in zip(on_grid, norms)])
+    reference = evaluation2d.reference_maps(spectrum, points, inside, len(spectrum.energies))
+    groups = evaluation2d.levels(np.asarray(spectrum.energies, float))
+    level_of = {i: g for g in groups for i in g}
+    errors = [evaluation2d.error_map(m, reference, level_of[i], 1.0) for i, m in enumerate(maps)]
+    shape = (len(runs), len(y), len(x))
+    v_grid = np.where(inside, np.asarray(potential.values(points), float), np.nan)
+    energies = [s["energy"]["estimate"] for s in states]
+    outputs.write_psi_2d(
+        run_dir / outputs.PSI_NPZ, x, y, maps.reshape(shape), v_grid.reshape(shape[1:]), energies
+    )
+    titles = [
+        f"state {s['n']}: E = {s['energy']['estimate']:.10g} (reference "
+        f"{s['energy']['reference']:.10g})"
+        for s in states
+    ]
+    plots.wavefunction_maps(
+        run_dir / outputs.WAVEFUNCTION_PNG,
+        x,
+        y,
+        maps.reshape(shape),
+        np.stack(errors).reshape(shape),
+        v_grid.reshape(shape[1:]),
+        titles=titles,
+        title=potential.name,
+    )
+    plots.history_figures(run_dir, {s["n"]: s["energy"]["reference"] for s in states})
+    summary = _summary(cfg, runs, states, run_dir)
+    summary["levels"] = levels
     summary["checks"] = {"strict": cfg.checks.strict, "failed": failed}
     if failed and summary["status"] == "completed":
         summary["status"] = "suspect"

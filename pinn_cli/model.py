@@ -110,6 +110,19 @@ def box_envelope(box: Box, x: jax.Array) -> Jet:
     return _product([b for b, _, _ in factors], x[..., 0]), tuple(d1), tuple(d2)
 
 
+def disk_envelope(radius: float, x: jax.Array) -> Jet:
+    """B(x, y) = 1 - (x^2 + y^2) / R^2: zero on the circle of radius R about the origin, 1 at
+    its centre, with its first and pure second derivatives along each axis."""
+    c = 1.0 / radius**2
+    r2 = sum(x[..., i] ** 2 for i in range(x.shape[-1]))
+    axes = range(x.shape[-1])
+    return (
+        1.0 - c * r2,
+        tuple(-2.0 * c * x[..., i] for i in axes),
+        tuple(jnp.full_like(x[..., i], -2.0 * c) for i in axes),
+    )
+
+
 def _product(arrays: list[jax.Array], like: jax.Array) -> jax.Array:
     out = jnp.ones_like(like)
     for a in arrays:
@@ -127,13 +140,18 @@ def times(b: Jet, g: Jet) -> Jet:
 
 @dataclass(frozen=True)
 class TrialFunction:
-    """psi(params, x) = B(x) g(N(features(x))): B the box envelope, g = exp or identity."""
+    """psi(params, x) = B(x) g(N(features(x))): B the envelope (zero on the box's faces, or on
+    the circle of `radius` about the origin), g = exp or identity."""
 
     graphdef: nnx.GraphDef
     box: Box
     kinks: tuple[tuple[float, ...], ...]  # per axis: the breakpoints with a feature (x_i - b)_+^2
     output: str  # "exp" (nodeless) or "linear"
     scale: float = 1.0  # psi = B exp(scale * N): lets an O(1) network reach large decay exponents
+    radius: float | None = None  # the domain is this disk about the origin, not the box
+
+    def envelope(self, x: jax.Array) -> Jet:
+        return box_envelope(self.box, x) if self.radius is None else disk_envelope(self.radius, x)
 
     @property
     def dim(self) -> int:
@@ -175,7 +193,7 @@ class TrialFunction:
         n = self._network(params).taylor(*self.feature_taylor(x))
         if self.output == "exp":
             n = elementwise_rule(lambda u: jnp.exp(self.scale * u))(*n)
-        return times(box_envelope(self.box, x), n)
+        return times(self.envelope(x), n)
 
     def taylor(self, params, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """psi (...,), grad psi (..., d) and lap psi (...,) at points x (..., d), in one pass."""
@@ -190,7 +208,7 @@ class TrialFunction:
         with_one = lambda a, c: jnp.concatenate([a, jnp.full_like(a[..., :1], c)], -1)  # noqa: E731
         h = with_one(h, 1.0)
         dh, d2h = tuple(with_one(a, 0.0) for a in dh), tuple(with_one(a, 0.0) for a in d2h)
-        b0, b1, b2 = box_envelope(self.box, x)
+        b0, b1, b2 = self.envelope(x)
         column = lambda a: a[..., None]  # noqa: E731
         envelope = (column(b0), tuple(map(column, b1)), tuple(map(column, b2)))
         f, _, d2f = times(envelope, (h, dh, d2h))
@@ -200,7 +218,7 @@ class TrialFunction:
         """psi at points x (..., d)."""
         n = self._network(params)(self.features(x))
         g = jnp.exp(self.scale * n) if self.output == "exp" else n
-        return box_envelope(self.box, x)[0] * g
+        return self.envelope(x)[0] * g
 
 
 def make_trial_function(
@@ -214,6 +232,7 @@ def make_trial_function(
     key: jax.Array,
     scale: float = 1.0,
     dtype=jnp.float64,
+    radius: float | None = None,
 ) -> tuple[TrialFunction, dict]:
     """Initialise the network from `key`; return the trial function and its parameters.
 
@@ -232,7 +251,7 @@ def make_trial_function(
     graphdef = nnx.graphdef(nnx.eval_shape(make, one))
     init = lambda k: nnx.to_pure_dict(nnx.state(make(k)))  # noqa: E731
     params = jax.jit(init if key.ndim == 0 else jax.vmap(init))(key)
-    return TrialFunction(graphdef, box, tuple(kinks), output, scale), params
+    return TrialFunction(graphdef, box, tuple(kinks), output, scale, radius), params
 
 
 def derivatives(psi: Callable, params, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:

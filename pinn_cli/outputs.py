@@ -18,6 +18,7 @@ METRICS = "metrics.csv"
 SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
 PSI = "psi.csv"  # x, each state's psi and reference, V
+PSI_NPZ = "psi.npz"  # 2-D runs: x, y, psi (states, ny, nx), V (ny, nx), energies
 LOG = "pinn_run.log"  # Hydra's job log (hydra.job.name = pinn_run)
 WAVEFUNCTION_PNG = "wavefunction.png"
 ENERGY_PNG = "energy.png"
@@ -30,13 +31,14 @@ HYDRA_OVERRIDES = ".hydra/overrides.yaml"
 LOCK = ".pinn-run.lock"  # held while a process works in the run folder
 MULTIRUN_YAML = "multirun.yaml"  # Hydra's record of a sweep, in the sweep folder
 # Written from the trained state after training; a resumed run writes them again.
-REGENERATED = (PSI, WAVEFUNCTION_PNG, ENERGY_PNG, LOSS_PNG)
+REGENERATED = (PSI, PSI_NPZ, WAVEFUNCTION_PNG, ENERGY_PNG, LOSS_PNG)
 # What a run leaves in its folder: a folder holding any of these holds a run.
 RUN_FILES = (
     SUMMARY,
     METRICS,
     CHECKPOINTS,
     PSI,
+    PSI_NPZ,
     LOG,
     WAVEFUNCTION_PNG,
     ENERGY_PNG,
@@ -229,3 +231,11 @@ def write_psi(path: Path, x, curves, v) -> None:
         comments="",
         fmt="%.17g",
     )
+
+
+def write_psi_2d(path: Path, x, y, psi, v, energies) -> None:
+    """psi.npz: x (nx,), y (ny,), psi (states, ny, nx) normalised on the domain (NaN outside a
+    disk), V (ny, nx) and the states' energies."""
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, x=x, y=y, psi=psi, V=v, energies=np.asarray(energies, float))
+    os.replace(tmp, path)

@@ -117,6 +117,30 @@ def losses(path: Path, h: dict, keys: list[str]) -> None:
     _save(fig, path)
 
 
+def wavefunction_maps(path: Path, x, y, maps, errors, v, *, titles: list[str], title: str) -> None:
+    """2-D runs: per state, psi as a heat map with V's contours over it, and its error map
+    beside it (psi minus its best fit in the reference level's eigenspace)."""
+    rows = len(maps)
+    fig, axes = plt.subplots(rows, 2, figsize=(8.4, 3.6 * rows), squeeze=False)
+    for (left, right), psi, err, name in zip(axes, maps, errors, titles):
+        scale = np.nanmax(np.abs(psi)) or 1.0
+        im = left.pcolormesh(x, y, psi, cmap="RdBu_r", vmin=-scale, vmax=scale, shading="auto")
+        if np.nanmax(v) > np.nanmin(v):
+            left.contour(x, y, v, levels=6, colors="0.3", linewidths=0.6)
+        fig.colorbar(im, ax=left)
+        left.set_title(name, fontsize="small")
+        worst = np.nanmax(np.abs(err)) or 1.0
+        im = right.pcolormesh(x, y, err, cmap="PuOr", vmin=-worst, vmax=worst, shading="auto")
+        fig.colorbar(im, ax=right)
+        right.set_title(f"error (max {worst:.1e})", fontsize="small")
+        for ax in (left, right):
+            ax.set_aspect("equal")
+            ax.set_xlabel("x")
+            ax.set_ylabel("y")
+    fig.suptitle(title)
+    _save(fig, path)
+
+
 def run_figures(
     run_dir: Path, x, curves, v, *, title: str, references: dict[int, float], members=False
 ) -> None:

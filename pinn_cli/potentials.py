@@ -219,6 +219,12 @@ REGISTRY: dict[str, Callable[..., Potential]] = {
 }
 
 
+# The 2-D potentials build on the checks above; registered here so that one name space serves.
+from .potentials2d import REGISTRY_2D  # noqa: E402
+
+REGISTRY.update(REGISTRY_2D)
+
+
 def make_potential(name: str, **params) -> Potential:
     """Build a registered potential by name from plain parameters (ValueError if impossible)."""
     if name not in REGISTRY:

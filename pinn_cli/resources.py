@@ -4,6 +4,7 @@ compiled: peak memory against the machine's physical memory. NumPy-free and JAX-
 
 from __future__ import annotations
 
+import math
 import os
 
 from .config import Config, ConfigError
@@ -36,12 +37,15 @@ def memory_estimate(cfg: Config, potential) -> tuple[int, int, int]:
     (min(points, parameters)^2), or for the matrix-free solver a chunk of gradient rows and a few
     parameter vectors; all of it once per member of an ensemble."""
     m, t = cfg.model, cfg.train
-    inputs = 1 + (len(potential.breakpoints) if m.breakpoint_features else 0)
+    box = potential.box
+    kinks = sum(len(b) for b in box.breakpoints)
+    inputs = box.dim + (kinks if m.breakpoint_features else 0)
     hidden = (inputs + 1) * m.width + (m.depth - 1) * (m.width + 1) * m.width
     params = hidden + m.width + 1 + 1  # the output layer, and the energy
     points = t.points
     if t.collocation == "gauss":
-        points += MIN_NODES_PER_PIECE * len(potential.pieces)  # the least per piece, at most
+        pieces = [len(box.pieces(axis)) for axis in range(box.dim)]
+        points += MIN_NODES_PER_PIECE**box.dim * math.prod(pieces)  # the least per piece
     floats = points * m.width * m.depth * ACTIVATION_COPIES + PARAMETER_COPIES * params
     if cfg.optim.refine == "lm" and choose_solver(cfg.optim.solver, points, params) == "cg":
         floats += DIAGONAL_CHUNK * params

@@ -89,6 +89,7 @@ def validate(cfg: Config) -> None:
     _check_settings(cfg)
     potential = _check_potential(cfg.potential)
     _check_scale(cfg.potential, potential)
+    _check_dimension(cfg, potential)
     _check_energy(cfg, potential)
     check_resources(cfg, potential)
 
@@ -303,6 +304,9 @@ def _check_scale(p: PotentialConfig, potential) -> None:
     """The built potential's domain is not too short, no smooth piece is too short for its
     nodes, and |V| stays within MAX_MAGNITUDE (sampled: a formula or omega^2 x^2 can exceed it
     though every parameter is in range)."""
+    if potential.dim == 2:
+        _check_scale_2d(p, potential)
+        return
     lo, hi = potential.domain
     length = hi - lo
     _require(
@@ -323,6 +327,31 @@ def _check_scale(p: PotentialConfig, potential) -> None:
         worst <= MAX_MAGNITUDE,
         f"potential={p.name} reaches |V|={worst:.3g} on [{lo:g}, {hi:g}]; |V| must stay <= "
         f"{MAX_MAGNITUDE:g} (the bound on every float, in units hbar^2/2m = 1)",
+    )
+
+
+def _check_scale_2d(p: PotentialConfig, potential) -> None:
+    """Each side of a 2-D domain at least MIN_DOMAIN long, |V| <= MAX_MAGNITUDE on it."""
+    for (lo, hi), axis in zip(potential.intervals, "xy"):
+        _require(
+            hi - lo >= MIN_DOMAIN,
+            f"potential={p.name} has the {axis} side [{lo:g}, {hi:g}], {hi - lo:g} long; each "
+            f"side must be at least {MIN_DOMAIN:g} long",
+        )
+    worst = potential.span
+    _require(
+        math.isfinite(worst) and worst <= MAX_MAGNITUDE,
+        f"potential={p.name} spans |V|={worst:.3g}; V must stay within {MAX_MAGNITUDE:g} "
+        f"(the bound on every float, in units hbar^2/2m = 1)",
+    )
+
+
+def _check_dimension(cfg: Config, potential) -> None:
+    """What 2-D runs do not offer yet: ensembles (judged on a 1-D grid)."""
+    _require(
+        potential.dim == 1 or cfg.train.ensemble == 1,
+        f"train.ensemble={cfg.train.ensemble} is for 1-D potentials; potential="
+        f"{cfg.potential.name} is 2-D: use train.ensemble=1",
     )
 
 

@@ -1,0 +1,148 @@
+"""Judging trained 2-D states against the reference spectrum, degenerate levels included.
+
+A degenerate level has no single right wavefunction: a learned state is judged by its distance
+from the level's reference eigenspace, and the states learned in one level together by the
+largest principal angle between their span and that eigenspace. NumPy arrays in, numbers out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import quadrature
+from .evaluation import relative_error
+
+LEVEL_RTOL = 1e-9  # reference energies this close (relative) form one degenerate level
+EXTRA_STATES = 6  # reference states beyond the last learned one: completes its level
+
+
+def fine_rule(potential) -> quadrature.Rule:
+    """The judging rule: 48 Gauss nodes per smooth piece of each axis (a polar rule of ~16k
+    nodes on a disk)."""
+    if potential.radius is not None:
+        return quadrature.disk(potential.radius, 16384)
+    return quadrature.gauss_fixed(potential.box, 48)
+
+
+def plot_grid(potential, n: int = 121) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x (n,), y (n,), points (n*n, 2) with y slowest, inside (n*n,) bool) for maps."""
+    (x0, x1), (y0, y1) = potential.intervals
+    x, y = np.linspace(x0, x1, n), np.linspace(y0, y1, n)
+    yy, xx = np.meshgrid(y, x, indexing="ij")
+    points = np.stack([xx.ravel(), yy.ravel()], axis=-1)
+    inside = np.ones(len(points), bool)
+    if potential.radius is not None:
+        inside = np.hypot(points[:, 0], points[:, 1]) <= potential.radius
+    return x, y, points, inside
+
+
+def levels(energies: np.ndarray, rtol: float = LEVEL_RTOL) -> list[list[int]]:
+    """Indices of ascending energies grouped into levels of (near-)equal energy."""
+    groups: list[list[int]] = []
+    for i, e in enumerate(energies):
+        if groups and abs(e - energies[groups[-1][0]]) <= rtol * max(abs(e), 1.0):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def _orthonormal(sw: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """W-orthonormal basis (as sqrt(w) * f, (N, k)) of the span of columns (N, k)."""
+    q, _ = np.linalg.qr(sw[:, None] * columns)
+    return q
+
+
+def subspace_error(w: np.ndarray, learned: np.ndarray, reference: np.ndarray) -> float:
+    """sin of the largest principal angle between span(learned) (N, k) and span(reference)
+    (N, m), k <= m, in the W inner product: 0 when the learned states lie in the eigenspace."""
+    sw = np.sqrt(w)
+    a, b = _orthonormal(sw, learned), _orthonormal(sw, reference)
+    rest = a - b @ (b.T @ a)
+    return float(min(np.linalg.norm(rest, 2), 1.0))
+
+
+def spectrum_for(potential, count: int):
+    """The reference spectrum with enough states that the level of state count-1 is whole."""
+    return potential.spectrum(count + EXTRA_STATES)
+
+
+def judge_states(potential, rule, v, values, spectrum) -> tuple[list[dict], list[dict]]:
+    """(per state, per level) judged numbers.
+
+    values: per learned state (psi, grad psi) at the rule's nodes (any normalisation), states
+    counted with multiplicity in increasing energy. Per state: the Rayleigh quotient against the
+    reference energy of its index; psi's relative L2 error (sign-aligned) for a non-degenerate
+    level, its distance from the eigenspace for a degenerate one. Per level that the states
+    reach: reference energies, multiplicity, the learned states and their subspace error.
+    """
+    w = rule.w
+    ref = np.asarray(spectrum.psi(rule.x), float)  # (K, N)
+    groups = levels(np.asarray(spectrum.energies, float))
+    level_of = {i: g for g in groups for i in g}
+    states, unit = [], []
+    for n, (psi, grad) in enumerate(values):
+        n2 = np.sum(w * psi**2)
+        rq = float(np.sum(w * (np.sum(grad**2, axis=-1) + v * psi**2)) / n2)
+        u = psi / np.sqrt(n2)
+        unit.append(u)
+        group = level_of[n]
+        e_ref = float(spectrum.energies[n])
+        if len(group) == 1:
+            exact = ref[n] / np.sqrt(np.sum(w * ref[n] ** 2))
+            overlap = float(np.sum(w * u * exact))
+            aligned = u if overlap >= 0 else -u
+            error = float(np.sqrt(np.sum(w * (aligned - exact) ** 2)))
+        else:
+            error = subspace_error(w, u[:, None], ref[group].T)
+        states.append(
+            {
+                "n": n,
+                "energy": {
+                    "estimate": rq,
+                    "estimator": "rayleigh_quotient",
+                    "rayleigh": rq,
+                    "reference": e_ref,
+                    "reference_method": spectrum.method,
+                    "rel_error": relative_error(rq, e_ref),
+                },
+                "wavefunction": {"l2_error": error, "degenerate": len(group) > 1},
+                "level": groups.index(group),
+                "nodes": None,
+                "parity": None,
+            }
+        )
+    judged_levels = []
+    for k, group in enumerate(groups):
+        learned = [i for i in group if i < len(values)]
+        if not learned:
+            break
+        span = np.stack([unit[i] for i in learned], axis=-1)
+        judged_levels.append(
+            {
+                "level": k,
+                "reference_energies": [float(spectrum.energies[i]) for i in group],
+                "multiplicity": len(group),
+                "states": learned,
+                "energies": [states[i]["energy"]["estimate"] for i in learned],
+                "subspace_error": subspace_error(w, span, ref[group].T),
+                "complete": len(learned) == len(group),
+            }
+        )
+    return states, judged_levels
+
+
+def reference_maps(spectrum, points: np.ndarray, inside: np.ndarray, count: int) -> np.ndarray:
+    """The first `count` reference states on the plotting points (count, P), NaN outside."""
+    ref = np.asarray(spectrum.psi(points), float)[:count]
+    return np.where(inside[None, :], ref, np.nan)
+
+
+def error_map(learned: np.ndarray, reference: np.ndarray, group: list[int], w_plot) -> np.ndarray:
+    """learned minus its best approximation in the span of the level's reference states, on
+    the plotting points (both normalised there with the plotting weights)."""
+    ok = np.isfinite(learned)
+    a = np.where(ok, learned, 0.0)
+    b = np.where(ok[None, :], reference[group], 0.0)
+    coef, *_ = np.linalg.lstsq((b * np.sqrt(w_plot)).T, a * np.sqrt(w_plot), rcond=None)
+    return np.where(ok, a - coef @ b, np.nan)
