@@ -50,6 +50,31 @@ STATE_CASES: list[tuple[str, list[str]]] = [
 ]
 STATE_TARGETS = {"energy": 1e-6, "l2": 1e-4, "wall_s": 120.0}
 
+# Two dimensions: ground states of defaults and variants, then states 0-5 counted with
+# multiplicity (degenerate levels judged as eigenspaces: psi error = subspace error there).
+CASES_2D: list[tuple[str, list[str]]] = [
+    ("box2d", []),
+    ("box2d", ["potential.domain=[[0,2],[0,1]]"]),
+    ("harmonic2d", []),
+    ("harmonic2d", ["potential.omega=[1,2]"]),
+    ("disk", []),
+    ("disk", ["potential.radius=2.5"]),
+    ("separable2d", []),
+    ("finite_well2d", []),
+    ("finite_well2d", ["potential.V0=1"]),
+    ("finite_well2d", ["potential.V0=500"]),
+    ("finite_well2d", ["potential.width=0.4"]),
+    ("finite_well2d", ["potential.width=[3.2,1.0]"]),
+]
+STATE_CASES_2D: list[tuple[str, list[str]]] = [
+    ("box2d", ["state=5", "train.points=400"]),
+    ("harmonic2d", ["state=5", "train.points=400"]),
+    ("disk", ["state=5", "train.points=400"]),
+    ("finite_well2d", ["state=5", "train.points=400"]),
+]
+TARGETS_2D = {"energy": 1e-8, "l2": 1e-5, "wall_s": 60.0}
+STATE_TARGETS_2D = {"energy": 1e-6, "l2": 1e-4, "wall_s": 240.0}
+
 
 def pinn_run(potential: str, overrides: list[str], workdir: Path) -> tuple[dict | None, float, str]:
     """(summary or None, wall seconds of the whole command, last stderr line)."""
@@ -133,16 +158,59 @@ def state_rows(potential: str, overrides: list[str], workdir: Path) -> list[str]
     return lines
 
 
+def rows_2d(potential: str, overrides: list[str], workdir: Path, targets: dict) -> list[str]:
+    """One row per state of a 2-D run; a degenerate state's psi error is its distance from the
+    level's eigenspace, and the level's subspace error is shown with it."""
+    s, wall, error = pinn_run(potential, overrides, workdir)
+    ov = " ".join(overrides) or "(defaults)"
+    if s is None:
+        return [f"| {potential} | {ov} | failed: {error} | | | | | | {wall:.1f} | no |"]
+    lines, levels = [], {lv["level"]: lv for lv in s.get("levels", [])}
+    for st in s["states"]:
+        e, l2 = st["energy"], st["wavefunction"]["l2_error"]
+        level = levels.get(st.get("level"), {})
+        sub = level.get("subspace_error", l2)
+        met = (
+            e["rel_error"] <= targets["energy"]
+            and max(l2, sub) <= targets["l2"]
+            and wall <= targets["wall_s"]
+            and st["status"] == "completed"
+        )
+        lines.append(
+            f"| {potential} | {ov} | {st['n']} | {e['reference']:.12g} | {e['estimate']:.12g} "
+            f"| {fmt(e['rel_error'])} | {fmt(l2)} | {level.get('multiplicity', 1)}: {fmt(sub)} "
+            f"| {wall:.1f} | {'yes' if met else 'no'} |"
+        )
+    return lines
+
+
+TABLE_2D = (
+    "| potential | overrides | n | E_ref | E_estimate | rel. error | psi error | level "
+    "multiplicity: subspace error | wall s | targets met |\n"
+    "|---|---|---|---|---|---|---|---|---|---|\n"
+)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="bench-results/accuracy.md")
     ap.add_argument("--only", nargs="*", help="potential names to keep")
     ap.add_argument("--no-states", action="store_true", help="skip the excited-state table")
     ap.add_argument("--no-ground", action="store_true", help="skip the ground-state table")
+    ap.add_argument("--no-2d", action="store_true", help="skip the two-dimensional tables")
+    ap.add_argument("--only-2d", action="store_true", help="only the two-dimensional tables")
     args = ap.parse_args()
     keep = lambda c: not args.only or c[0] in args.only  # noqa: E731
-    rows, state_lines = [], []
+    rows, state_lines, lines_2d, state_lines_2d = [], [], [], []
+    if args.only_2d:
+        args.no_ground = args.no_states = True
     with tempfile.TemporaryDirectory() as tmp:
+        for potential, overrides in filter(keep, [] if args.no_2d else CASES_2D):
+            lines_2d += rows_2d(potential, overrides, Path(tmp), TARGETS_2D)
+            print(lines_2d[-1], file=sys.stderr, flush=True)
+        for potential, overrides in filter(keep, [] if args.no_2d else STATE_CASES_2D):
+            state_lines_2d += rows_2d(potential, overrides, Path(tmp), STATE_TARGETS_2D)
+            print("\n".join(state_lines_2d[-6:]), file=sys.stderr, flush=True)
         for potential, overrides in filter(keep, [] if args.no_ground else CASES):
             r = run_case(potential, overrides, Path(tmp))
             rows.append((potential, overrides, r))
@@ -166,6 +234,23 @@ def main() -> None:
             "| potential | overrides | n | E_ref | E_estimate | rel. error | psi L2 error | nodes "
             "| parity | wall s | targets met |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
             + "\n".join(state_lines)
+            + "\n"
+        )
+    if lines_2d:
+        text += (
+            f"\nTwo dimensions, ground states. Targets: E rel. error <= {TARGETS_2D['energy']:g}, "
+            f"psi L2 <= {TARGETS_2D['l2']:g}, wall <= {TARGETS_2D['wall_s']:g} s.\n\n"
+            + TABLE_2D
+            + "\n".join(lines_2d)
+            + "\n"
+        )
+    if state_lines_2d:
+        text += (
+            f"\nTwo dimensions, states 0-5 counted with multiplicity (`state=5`; wall time for all "
+            f"six). Targets: E rel. error <= {STATE_TARGETS_2D['energy']:g}, psi or subspace "
+            f"error <= {STATE_TARGETS_2D['l2']:g}, wall <= {STATE_TARGETS_2D['wall_s']:g} s.\n\n"
+            + TABLE_2D
+            + "\n".join(state_lines_2d)
             + "\n"
         )
     print(text)
