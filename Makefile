@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,sweeps]"
 	touch $(STAMP)
 
-.PHONY: help install run test test-slow test-all lint format bench bench-speed bench-ensemble clean
+.PHONY: help install run test test-slow test-all lint format bench bench-speed bench-second-order bench-ensemble clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,10 @@ bench: $(STAMP) ## accuracy benchmark: defaults and parameter variants (writes b
 
 bench-speed: $(STAMP) ## speed benchmark against the PyTorch and DeepXDE peers
 	$(BIN)/python -m benchmarks.speed --out bench-results/speed.md
+	$(BIN)/python -m benchmarks.second_order --whole --out bench-results/second_order.md
+
+bench-second-order: $(STAMP) ## one LM step (explicit and matrix-free) against one Adam step
+	$(BIN)/python -m benchmarks.second_order --whole --out bench-results/second_order.md
 
 bench-ensemble: $(STAMP) ## train.ensemble=K against one network, per stage and whole runs
 	$(BIN)/python -m benchmarks.ensemble --out bench-results/ensemble.md

@@ -62,15 +62,11 @@ CASES_2D: list[tuple[str, list[str]]] = [
     ("separable2d", []),
     ("finite_well2d", []),
     ("finite_well2d", ["potential.V0=1"]),
-    ("finite_well2d", ["potential.V0=500"]),
-    ("finite_well2d", ["potential.width=0.4"]),
-    ("finite_well2d", ["potential.width=[3.2,1.0]"]),
 ]
 STATE_CASES_2D: list[tuple[str, list[str]]] = [
     ("box2d", ["state=5", "train.points=400"]),
-    ("harmonic2d", ["state=5", "train.points=400"]),
+    ("harmonic2d", ["state=5"]),
     ("disk", ["state=5", "train.points=400"]),
-    ("finite_well2d", ["state=5", "train.points=400"]),
 ]
 TARGETS_2D = {"energy": 1e-8, "l2": 1e-5, "wall_s": 60.0}
 STATE_TARGETS_2D = {"energy": 1e-6, "l2": 1e-4, "wall_s": 240.0}

@@ -11,8 +11,8 @@ import numpy as np
 
 from . import quadrature
 from .evaluation import relative_error
+from .reference2d import levels
 
-LEVEL_RTOL = 1e-9  # reference energies this close (relative) form one degenerate level
 EXTRA_STATES = 6  # reference states beyond the last learned one: completes its level
 
 
@@ -34,17 +34,6 @@ def plot_grid(potential, n: int = 121) -> tuple[np.ndarray, np.ndarray, np.ndarr
     if potential.radius is not None:
         inside = np.hypot(points[:, 0], points[:, 1]) <= potential.radius
     return x, y, points, inside
-
-
-def levels(energies: np.ndarray, rtol: float = LEVEL_RTOL) -> list[list[int]]:
-    """Indices of ascending energies grouped into levels of (near-)equal energy."""
-    groups: list[list[int]] = []
-    for i, e in enumerate(energies):
-        if groups and abs(e - energies[groups[-1][0]]) <= rtol * max(abs(e), 1.0):
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return groups
 
 
 def _orthonormal(sw: np.ndarray, columns: np.ndarray) -> np.ndarray:
