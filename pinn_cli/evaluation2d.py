@@ -7,6 +7,8 @@ largest principal angle between their span and that eigenspace. NumPy arrays in,
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from . import quadrature
@@ -52,8 +54,12 @@ def subspace_error(w: np.ndarray, learned: np.ndarray, reference: np.ndarray) ->
 
 
 def spectrum_for(potential, count: int):
-    """The reference spectrum with enough states that the level of state count-1 is whole."""
-    return potential.spectrum(count + EXTRA_STATES)
+    """The reference spectrum with enough states that the level of state count-1 is whole.
+    The extra states may end inside a higher level, which the solver warns of: that level is
+    not judged, so the warning is silenced here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*ends inside a degenerate level")
+        return potential.spectrum(count + EXTRA_STATES)
 
 
 def judge_states(potential, rule, v, values, spectrum) -> tuple[list[dict], list[dict]]:
