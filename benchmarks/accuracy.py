@@ -62,6 +62,7 @@ CASES_2D: list[tuple[str, list[str]]] = [
     ("separable2d", []),
     ("finite_well2d", []),
     ("finite_well2d", ["potential.V0=1"]),
+    ("formula2d", []),
 ]
 STATE_CASES_2D: list[tuple[str, list[str]]] = [
     ("box2d", ["state=5", "train.points=400"]),

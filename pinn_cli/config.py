@@ -125,6 +125,13 @@ class FiniteWell2DConfig(PotentialConfig):
     width: Any = 1.0  # the centred well's side, or [wx, wy]
 
 
+@dataclass
+class Formula2DConfig(PotentialConfig):
+    name: str = "formula2d"
+    domain: list[Any] = field(default_factory=lambda: [[-6.0, 6.0], [-6.0, 6.0]])
+    formula: str = "x**2 + y**2 + 0.5*x*y"  # V(x, y) as an expression in x and y
+
+
 # The schema of each registered potential, by name (stored as schema/potential/<name>).
 POTENTIAL_SCHEMAS: dict[str, type[PotentialConfig]] = {
     "infinite_well": InfiniteWellConfig,
@@ -139,6 +146,7 @@ POTENTIAL_SCHEMAS: dict[str, type[PotentialConfig]] = {
     "disk": DiskConfig,
     "separable2d": Separable2DConfig,
     "finite_well2d": FiniteWell2DConfig,
+    "formula2d": Formula2DConfig,
 }
 
 

@@ -1,10 +1,11 @@
-"""Safe parsing of user potentials written as formulas in x, e.g. "0.5*x**2 + 3*exp(-x**2)".
+"""Safe parsing of user potentials written as formulas in x, e.g. "0.5*x**2 + 3*exp(-x**2)" (or in
+x and y for a 2-D potential).
 
-The text is parsed with Python's `ast` and only numbers, `x`, `pi`, `e`, + - * / ** and a fixed set
-of smooth functions are accepted; nothing is ever passed to eval. The result evaluates with NumPy or
-JAX arrays alike. A formula is at most MAX_LENGTH characters and MAX_DEPTH operations deep, its
-constant parts are evaluated once here (so 1/0 or 9**9**9 are refused at once, in one line), and a
-constant exponent is at most MAX_EXPONENT in size.
+The text is parsed with Python's `ast` and only numbers, the variables (`x`, or `x` and `y`),
+`pi`, `e`, + - * / ** and a fixed set of smooth functions are accepted; nothing is ever passed to
+eval. The result evaluates with NumPy or JAX arrays alike. A formula is at most MAX_LENGTH
+characters and MAX_DEPTH operations deep, its constant parts are evaluated once here (so 1/0 or
+9**9**9 are refused at once, in one line), and a constant exponent is at most MAX_EXPONENT in size.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ MAX_LENGTH = 1000  # characters: a realistic V(x) is under 100
 MAX_DEPTH = 100  # nested operations (a sum of n terms nests n deep); deeper recurses dangerously
 MAX_EXPONENT = 100  # |p| of a constant exponent: x**p beyond it only over- or underflows
 
-# A compiled node: the closure (x, xp) -> value, and its value when it does not depend on x.
+# A compiled node: the closure (env, xp) -> value, env mapping each variable's name to its array,
+# and its value when it depends on no variable.
 Compiled = tuple[Callable, float | None]
 
 
@@ -68,7 +70,7 @@ def _short(text: str) -> str:
 
 
 def _constant(value: float) -> Compiled:
-    return (lambda x, xp: value), value
+    return (lambda env, xp: value), value
 
 
 def _number(node: ast.Constant, text: str) -> Compiled:
@@ -94,7 +96,7 @@ def _binary(node: ast.BinOp, text: str) -> Compiled:
         )
     if ca is not None and cb is not None:
         return _constant(_folded(op, [ca, cb], node, text))
-    return (lambda x, xp: op(a(x, xp), b(x, xp))), None
+    return (lambda env, xp: op(a(env, xp), b(env, xp))), None
 
 
 def _call(node: ast.Call, text: str) -> Compiled:
@@ -107,28 +109,28 @@ def _call(node: ast.Call, text: str) -> Compiled:
     a, ca = _compile(node.args[0], text)
     if ca is not None:
         return _constant(_folded(getattr(np, name), [ca], node, text))
-    return (lambda x, xp: getattr(xp, name)(a(x, xp))), None
+    return (lambda env, xp: getattr(xp, name)(a(env, xp))), None
 
 
 def _compile(node: ast.AST, text: str) -> Compiled:
-    """The closure (x, xp) -> value for one checked AST node, and its value if constant."""
+    """The closure (env, xp) -> value for one checked AST node (its names checked by _check_names),
+    and its value if constant."""
     if isinstance(node, ast.Expression):
         return _compile(node.body, text)
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
         return _number(node, text)
     if isinstance(node, ast.Name):
-        if node.id == "x":
-            return (lambda x, xp: x), None
         if node.id in CONSTANTS:
             return _constant(CONSTANTS[node.id])
-        raise FormulaError(f"unknown name {node.id!r} in {text!r}; use x, pi, e")
+        name = node.id
+        return (lambda env, xp: env[name]), None
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         return _binary(node, text)
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         op, (a, ca) = _UNARY[type(node.op)], _compile(node.operand, text)
         if ca is not None:
             return _constant(op(ca))
-        return (lambda x, xp: op(a(x, xp))), None
+        return (lambda env, xp: op(a(env, xp))), None
     if isinstance(node, ast.Call):
         return _call(node, text)
     raise FormulaError(
@@ -171,7 +173,30 @@ def _tree(text: str) -> ast.Expression:
     return tree
 
 
+def _check_names(tree: ast.AST, text: str, variables: tuple[str, ...]) -> None:
+    """Every name is a variable, a constant or (as a call) a function."""
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and id(node) not in called:
+            if node.id not in variables and node.id not in CONSTANTS:
+                raise FormulaError(
+                    f"unknown name {node.id!r} in {text!r}; use {', '.join(variables)}, pi, e"
+                )
+
+
+def _compiled(text: str, variables: tuple[str, ...]) -> Callable:
+    tree = _tree(text.strip())
+    _check_names(tree, text, variables)
+    return _compile(tree, text)[0]
+
+
 def parse(text: str) -> Callable:
     """V(x) from a formula; raises FormulaError (a ValueError) for anything but plain arithmetic."""
-    body, _ = _compile(_tree(text.strip()), text)
-    return lambda x: body(x, _array_module(x)) + 0.0 * x
+    body = _compiled(text, ("x",))
+    return lambda x: body({"x": x}, _array_module(x)) + 0.0 * x
+
+
+def parse_xy(text: str) -> Callable:
+    """V(x, y) from a formula in x and y, as `parse`."""
+    body = _compiled(text, ("x", "y"))
+    return lambda x, y: body({"x": x, "y": y}, _array_module(x)) + 0.0 * x + 0.0 * y

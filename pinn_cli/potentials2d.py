@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .formula import parse_xy
 from .potentials import _check, _is_number, piecewise
 from .quadrature import Box
 
@@ -152,6 +153,25 @@ def finite_well2d(domain=((-2.0, 2.0), (-2.0, 2.0)), V0=50.0, width=1.0) -> Pote
     return Potential2D("finite_well2d", rect, (xb, yb), fn, _by_count(spectrum))
 
 
+def formula2d(domain=((-6.0, 6.0), (-6.0, 6.0)), formula="x**2 + y**2 + 0.5*x*y") -> Potential2D:
+    """A smooth V(x, y) written as a formula in x and y (parsed safely, never eval'd); its
+    reference is the spectral element solver."""
+    rect = _rectangle(domain)
+    _check(bool(formula), 'potential=formula2d needs potential.formula="<expression in x, y>"')
+    fn = parse_xy(formula)
+    (x0, x1), (y0, y1) = rect
+    x, y = np.meshgrid(np.linspace(x0, x1, 65), np.linspace(y0, y1, 65))
+    with np.errstate(all="ignore"):  # log(0), sqrt(-1): refused below, in one line
+        finite = bool(np.all(np.isfinite(np.asarray(fn(x, y), float))))
+    _check(
+        finite,
+        f"potential.formula={formula!r} is not finite everywhere on {[list(i) for i in rect]}; "
+        f"V must be finite on the whole domain (choose a potential.domain where it is defined)",
+    )
+    spectrum = _by_count(functools.partial(_reference("spectral_element"), fn, rect))
+    return Potential2D("formula2d", rect, ((), ()), fn, spectrum, piecewise_constant=False)
+
+
 def _reference(name: str) -> Callable:
     """reference2d.<name>, imported when first called (SciPy loads only for judging)."""
 
@@ -174,4 +194,5 @@ REGISTRY_2D: dict[str, Callable[..., Potential2D]] = {
     "disk": disk,
     "separable2d": separable2d,
     "finite_well2d": finite_well2d,
+    "formula2d": formula2d,
 }

@@ -57,7 +57,9 @@ def test_bad_2d_input_is_refused_in_one_line(overrides, words):
         assert word in message
 
 
-@pytest.mark.parametrize("name", ["box2d", "harmonic2d", "disk", "separable2d", "finite_well2d"])
+@pytest.mark.parametrize(
+    "name", ["box2d", "harmonic2d", "disk", "separable2d", "finite_well2d", "formula2d"]
+)
 def test_every_2d_default_validates_and_is_two_dimensional(name):
     cfg = config(f"potential={name}")
     validate(cfg)
@@ -131,3 +133,29 @@ def test_degenerate_levels_are_judged_as_subspaces():
         [1, 2],
         [3, 4, 5],
     ]
+
+
+def test_formula2d_parses_x_and_y_and_its_reference_is_the_rotated_oscillator():
+    """V = x^2 + y^2 + x y / 2 = r^T A r: frequencies sqrt of A's eigenvalues (1.25, 0.75), so
+    E = sqrt(1.25) (2n + 1) + sqrt(0.75) (2m + 1), which the spectral element reference gives."""
+    p = make_potential("formula2d")
+    np.testing.assert_allclose(p.values(np.array([[1.0, 2.0], [-1.0, 0.5]])), [6.0, 1.0])
+    w1, w2 = np.sqrt(1.25), np.sqrt(0.75)
+    exact = sorted(w1 * (2 * n + 1) + w2 * (2 * m + 1) for n in range(4) for m in range(4))[:4]
+    np.testing.assert_allclose(p.spectrum(4).energies, exact, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "formula, words",
+    [
+        ("x**2 + z", ["unknown name 'z'", "use x, y, pi, e"]),
+        ("log(x)", ["not finite everywhere"]),
+        ("__import__('os')", ["__import__"]),
+    ],
+)
+def test_bad_2d_formulas_are_refused_in_one_line(formula, words):
+    with pytest.raises(ConfigError) as err:
+        validate(config("potential=formula2d", f"potential.formula={formula!r}"))
+    assert "\n" not in str(err.value)
+    for word in words:
+        assert word in str(err.value)
