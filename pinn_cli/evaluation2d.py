@@ -71,48 +71,20 @@ def judge_states(potential, rule, v, values, spectrum) -> tuple[list[dict], list
     level, its distance from the eigenspace for a degenerate one. Per level that the states
     reach: reference energies, multiplicity, the learned states and their subspace error.
     """
-    w = rule.w
     ref = np.asarray(spectrum.psi(rule.x), float)  # (K, N)
     groups = levels(np.asarray(spectrum.energies, float))
-    level_of = {i: g for g in groups for i in g}
-    states, unit = [], []
-    for n, (psi, grad) in enumerate(values):
-        n2 = np.sum(w * psi**2)
-        rq = float(np.sum(w * (np.sum(grad**2, axis=-1) + v * psi**2)) / n2)
-        u = psi / np.sqrt(n2)
-        unit.append(u)
-        group = level_of[n]
-        e_ref = float(spectrum.energies[n])
-        if len(group) == 1:
-            exact = ref[n] / np.sqrt(np.sum(w * ref[n] ** 2))
-            overlap = float(np.sum(w * u * exact))
-            aligned = u if overlap >= 0 else -u
-            error = float(np.sqrt(np.sum(w * (aligned - exact) ** 2)))
-        else:
-            error = subspace_error(w, u[:, None], ref[group].T)
-        states.append(
-            {
-                "n": n,
-                "energy": {
-                    "estimate": rq,
-                    "estimator": "rayleigh_quotient",
-                    "rayleigh": rq,
-                    "reference": e_ref,
-                    "reference_method": spectrum.method,
-                    "rel_error": relative_error(rq, e_ref),
-                },
-                "wavefunction": {"l2_error": error, "degenerate": len(group) > 1},
-                "level": groups.index(group),
-                "nodes": None,
-                "parity": None,
-            }
-        )
+    level_of = {i: k for k, g in enumerate(groups) for i in g}
+    units = [psi / np.sqrt(np.sum(rule.w * psi**2)) for psi, _ in values]
+    states = [
+        _state(n, psi, grad, rule.w, v, ref, groups[level_of[n]], spectrum) | {"level": level_of[n]}
+        for n, (psi, grad) in enumerate(values)
+    ]
     judged_levels = []
     for k, group in enumerate(groups):
         learned = [i for i in group if i < len(values)]
         if not learned:
             break
-        span = np.stack([unit[i] for i in learned], axis=-1)
+        span = np.stack([units[i] for i in learned], axis=-1)
         judged_levels.append(
             {
                 "level": k,
@@ -120,11 +92,39 @@ def judge_states(potential, rule, v, values, spectrum) -> tuple[list[dict], list
                 "multiplicity": len(group),
                 "states": learned,
                 "energies": [states[i]["energy"]["estimate"] for i in learned],
-                "subspace_error": subspace_error(w, span, ref[group].T),
+                "subspace_error": subspace_error(rule.w, span, ref[group].T),
                 "complete": len(learned) == len(group),
             }
         )
     return states, judged_levels
+
+
+def _state(n: int, psi, grad, w, v, ref, group: list[int], spectrum) -> dict:
+    """State n's numbers from the network's psi and grad psi on the rule (any normalisation)."""
+    n2 = np.sum(w * psi**2)
+    rq = float(np.sum(w * (np.sum(grad**2, axis=-1) + v * psi**2)) / n2)
+    unit = psi / np.sqrt(n2)
+    e_ref = float(spectrum.energies[n])
+    if len(group) == 1:
+        exact = ref[n] / np.sqrt(np.sum(w * ref[n] ** 2))
+        aligned = unit if np.sum(w * unit * exact) >= 0 else -unit
+        error = float(np.sqrt(np.sum(w * (aligned - exact) ** 2)))
+    else:
+        error = subspace_error(w, unit[:, None], ref[group].T)
+    return {
+        "n": n,
+        "energy": {
+            "estimate": rq,
+            "estimator": "rayleigh_quotient",
+            "rayleigh": rq,
+            "reference": e_ref,
+            "reference_method": spectrum.method,
+            "rel_error": relative_error(rq, e_ref),
+        },
+        "wavefunction": {"l2_error": error, "degenerate": len(group) > 1},
+        "nodes": None,
+        "parity": None,
+    }
 
 
 def reference_maps(spectrum, points: np.ndarray, inside: np.ndarray, count: int) -> np.ndarray:

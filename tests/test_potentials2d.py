@@ -159,3 +159,41 @@ def test_bad_2d_formulas_are_refused_in_one_line(formula, words):
     assert "\n" not in str(err.value)
     for word in words:
         assert word in str(err.value)
+
+
+def test_judging_accepts_any_basis_of_a_degenerate_level_and_names_its_energies():
+    """Exact box states 0, then a rotated pair of level 1: energies exact, errors ~0, level 1
+    complete with multiplicity 2; a state that mixes levels is not."""
+    from pinn_cli import reference2d
+
+    spectrum = reference2d.box2d(((0.0, 1.0), (0.0, 1.0)), 10)
+    rule = quadrature.gauss(quadrature.Box(((0.0, 1.0), (0.0, 1.0)), ((), ())), 1600)
+    x, y = rule.x[:, 0], rule.x[:, 1]
+
+    def state(n, m):
+        s, c = np.sin, np.cos
+        psi = s(n * np.pi * x) * s(m * np.pi * y)
+        grad = np.pi * np.stack(
+            [
+                n * c(n * np.pi * x) * s(m * np.pi * y),
+                m * s(n * np.pi * x) * c(m * np.pi * y),
+            ],
+            -1,
+        )
+        return psi, grad
+
+    (p0, g0), (pa, ga), (pb, gb) = state(1, 1), state(1, 2), state(2, 1)
+    c, s = np.cos(0.4), np.sin(0.4)
+    values = [(p0, g0), (c * pa + s * pb, c * ga + s * gb), (-s * pa + c * pb, -s * ga + c * gb)]
+    v = np.zeros_like(x)
+    states, levels = evaluation2d.judge_states(None, rule, v, values, spectrum)
+    for st in states:
+        assert st["energy"]["rel_error"] < 1e-12
+        assert st["wavefunction"]["l2_error"] < 1e-10
+    assert [st["wavefunction"]["degenerate"] for st in states] == [False, True, True]
+    assert levels[1]["multiplicity"] == 2 and levels[1]["complete"]
+    assert levels[1]["subspace_error"] < 1e-10
+    mixed = [(p0, g0), (0.6 * pa + 0.8 * state(2, 2)[0], 0.6 * ga + 0.8 * state(2, 2)[1])]
+    states, levels = evaluation2d.judge_states(None, rule, v, mixed, spectrum)
+    assert states[1]["wavefunction"]["l2_error"] == pytest.approx(0.8, rel=1e-6)
+    assert not levels[1]["complete"]
