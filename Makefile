@@ -38,7 +38,7 @@ format: $(STAMP) ## ruff format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP) ## accuracy benchmark: defaults and parameter variants (writes bench-results/)
+bench: $(STAMP) ## accuracy benchmark: 1-D and 2-D defaults and variants, ~35 min (writes bench-results/)
 	$(BIN)/python -m benchmarks.accuracy --out bench-results/accuracy.md
 
 bench-speed: $(STAMP) ## speed benchmark against the PyTorch and DeepXDE peers
