@@ -99,9 +99,26 @@ def _judge_states_2d(cfg: Config, runs: list[StateRun], basis, run_dir: Path) ->
     )
     states = [_with_training(j, r) for j, r in zip(judged, runs)]
     failed = _self_checks(cfg, states, (rule, v), psi_q, lap_q, symmetric=False)
+    norms = [np.sqrt(np.sum(rule.w * p**2)) for p in psi_q]
+    _write_maps_2d(runs, basis, states, norms, spectrum, run_dir)
+    plots.history_figures(run_dir, {s["n"]: s["energy"]["reference"] for s in states})
+    summary = _summary(cfg, runs, states, run_dir)
+    summary["levels"] = levels
+    summary["checks"] = {"strict": cfg.checks.strict, "failed": failed}
+    if failed and summary["status"] == "completed":
+        summary["status"] = "suspect"
+        summary["stop_reason"] = "; ".join(failed)
+    return summary
+
+
+def _write_maps_2d(runs, basis, states, norms, spectrum, run_dir: Path) -> None:
+    """psi.npz and wavefunction.png of a 2-D run: each state normalised by its norm on the fine
+    rule, on the plotting grid, with its error against the reference level's eigenspace."""
+    from . import evaluation2d, plots
+
+    potential = runs[0].built.potential
     x, y, points, inside = evaluation2d.plot_grid(potential)
     on_grid = basis.combine([network_values(r.built, r.result.params, points)[0] for r in runs])
-    norms = [np.sqrt(np.sum(rule.w * p**2)) for p in psi_q]
     maps = np.stack([np.where(inside, p / n, np.nan) for p, n in zip(on_grid, norms)])
     reference = evaluation2d.reference_maps(spectrum, points, inside, len(spectrum.energies))
     groups = evaluation2d.levels(np.asarray(spectrum.energies, float))
@@ -128,14 +145,6 @@ def _judge_states_2d(cfg: Config, runs: list[StateRun], basis, run_dir: Path) ->
         titles=titles,
         title=potential.name,
     )
-    plots.history_figures(run_dir, {s["n"]: s["energy"]["reference"] for s in states})
-    summary = _summary(cfg, runs, states, run_dir)
-    summary["levels"] = levels
-    summary["checks"] = {"strict": cfg.checks.strict, "failed": failed}
-    if failed and summary["status"] == "completed":
-        summary["status"] = "suspect"
-        summary["stop_reason"] = "; ".join(failed)
-    return summary
 
 
 def _self_checks(cfg: Config, states, fine, psi, lap, symmetric: bool) -> list[str]:

@@ -160,7 +160,8 @@ def make_diagonal(problem: Problem, unravel: Callable, chunk: int = DIAGONAL_CHU
 
     xs = chunked(problem.x, problem.x[0])
     ws, vs = chunked(problem.w, 0.0), chunked(problem.v, 0.0)
-    rows = jax.vmap(jax.grad(lambda *a: _point_residual(problem, unravel)(*a)[0]), (None, 0, 0))
+    point = _point_residual(problem, unravel)
+    rows = jax.vmap(jax.grad(lambda *a: point(*a)[0]), (None, 0, 0))
 
     def diagonal(flat):
         def add(total, c):
@@ -221,6 +222,44 @@ def make_cg_step(problem: Problem, unravel: Callable, iters: int, tol: float) ->
     return step
 
 
+def _explicit_block(problem: Problem, unravel: Callable, finish: Callable) -> Callable:
+    """n explicit LM steps in one lax.scan."""
+    step = make_lm_step(problem, unravel)
+
+    def block(params, opt_state, n):
+        def one(carry, _):
+            return step(*carry)[:3], None
+
+        flat = ravel_pytree(params)[0]
+        (flat, mu, nu), _ = jax.lax.scan(one, (flat, opt_state["mu"], opt_state["nu"]), None, n)
+        return finish(flat, {"mu": mu, "nu": nu}, {})
+
+    return block
+
+
+def _cg_block(problem: Problem, unravel: Callable, finish: Callable, iters, tol) -> Callable:
+    """n matrix-free LM steps in one lax.scan, the preconditioner computed once at its start;
+    reports the mean CG iterations per step as the term "cg_iters"."""
+    cg_step = make_cg_step(problem, unravel, iters, tol)
+    diagonal = make_diagonal(problem, unravel)
+
+    def block(params, opt_state, n):
+        flat = ravel_pytree(params)[0]
+        diag = diagonal(flat)
+
+        def one(carry, _):
+            flat, mu, nu, delta = carry
+            flat, mu, nu, _, _, _, k, delta = cg_step(flat, mu, nu, delta, diag)
+            return (flat, mu, nu, delta), k
+
+        carry = (flat, opt_state["mu"], opt_state["nu"], opt_state["delta"])
+        (flat, mu, nu, delta), k = jax.lax.scan(one, carry, None, n)
+        state = {"mu": mu, "nu": nu, "delta": delta}
+        return finish(flat, state, {"cg_iters": jnp.mean(k.astype(flat.dtype))})
+
+    return block
+
+
 def lm_stage(
     problem: Problem,
     loss: Callable,
@@ -232,8 +271,7 @@ def lm_stage(
     """Levenberg-Marquardt with the "explicit" or "cg" solver (not "auto": see choose_solver).
 
     opt_state = {"mu": damping, "nu": its growth factor}, plus for "cg" the last step ("delta",
-    CG's warm start). The "cg" block recomputes the preconditioner once at its start and adds
-    the mean CG iterations per step to the terms it reports ("cg_iters")."""
+    CG's warm start)."""
     _, unravel = ravel_pytree(params_like)
 
     def init(params):
@@ -248,33 +286,8 @@ def lm_stage(
         return params, opt_state, total, terms | extra
 
     if solver == "explicit":
-        step = make_lm_step(problem, unravel)
-
-        def block(params, opt_state, n):
-            def one(carry, _):
-                return step(*carry)[:3], None
-
-            flat = ravel_pytree(params)[0]
-            (flat, mu, nu), _ = jax.lax.scan(one, (flat, opt_state["mu"], opt_state["nu"]), None, n)
-            return finish(flat, {"mu": mu, "nu": nu}, {})
-
+        block = _explicit_block(problem, unravel, finish)
     else:
-        cg_step = make_cg_step(problem, unravel, cg_iters, cg_tol)
-        diagonal = make_diagonal(problem, unravel)
-
-        def block(params, opt_state, n):
-            flat = ravel_pytree(params)[0]
-            diag = diagonal(flat)
-
-            def one(carry, _):
-                flat, mu, nu, delta = carry
-                flat, mu, nu, _, _, _, k, delta = cg_step(flat, mu, nu, delta, diag)
-                return (flat, mu, nu, delta), k
-
-            carry = (flat, opt_state["mu"], opt_state["nu"], opt_state["delta"])
-            (flat, mu, nu, delta), k = jax.lax.scan(one, carry, None, n)
-            state = {"mu": mu, "nu": nu, "delta": delta}
-            return finish(flat, state, {"cg_iters": jnp.mean(k.astype(flat.dtype))})
-
+        block = _cg_block(problem, unravel, finish, cg_iters, cg_tol)
     nan = lambda k: float("nan")  # noqa: E731
     return Stage("lm", init, block, nan, block_size=REFINE_BLOCK, converges=True, solver=solver)

@@ -56,13 +56,13 @@ def _check_n(n: int, name: str = "n") -> int:
     return int(n)
 
 
-def _check_domain(domain: tuple[float, float]) -> tuple[float, float]:
+def _check_domain(domain: tuple[float, float], name: str = "domain") -> tuple[float, float]:
     try:
         lo, hi = (float(x) for x in domain)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"domain must be a pair (lo, hi) of numbers, got {domain!r}") from err
+        raise ValueError(f"{name} must be a pair (lo, hi) of numbers, got {domain!r}") from err
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValueError(f"domain must satisfy lo < hi (both finite), got {domain!r}")
+        raise ValueError(f"{name} must satisfy lo < hi (both finite), got {domain!r}")
     return lo, hi
 
 

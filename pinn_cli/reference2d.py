@@ -28,7 +28,14 @@ from scipy.linalg import eigh
 from scipy.sparse.linalg import LinearOperator, eigsh, splu
 from scipy.special import eval_legendre, jn_zeros, jv, roots_jacobi
 
-from .reference import Eigenpair, Segment, harmonic, infinite_well, piecewise_constant
+from .reference import (
+    Eigenpair,
+    Segment,
+    _check_domain,
+    harmonic,
+    infinite_well,
+    piecewise_constant,
+)
 
 Wavefunctions = Callable[[np.ndarray], np.ndarray]
 Rect = tuple[tuple[float, float], tuple[float, float]]
@@ -75,24 +82,14 @@ def _check_k(k: int) -> int:
     return int(k)
 
 
-def _check_interval(interval, name: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(t) for t in interval)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a pair (lo, hi) of numbers, got {interval!r}") from err
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValueError(f"{name} must satisfy lo < hi (both finite), got {interval!r}")
-    return lo, hi
-
-
 def _check_rect(domain) -> Rect:
     try:
         x_range, y_range = domain
     except (TypeError, ValueError) as err:
         raise ValueError(f"domain must be ((x0, x1), (y0, y1)), got {domain!r}") from err
     return (
-        _check_interval(x_range, "the x range of domain"),
-        _check_interval(y_range, "the y range of domain"),
+        _check_domain(x_range, "the x range of domain"),
+        _check_domain(y_range, "the y range of domain"),
     )
 
 
