@@ -85,7 +85,7 @@ def _saved_schema(saved: DictConfig, run_dir: Path) -> DictConfig:
     """
     import dataclasses
 
-    from .config import POTENTIAL_SCHEMAS
+    from .config import INITIAL_SCHEMAS, POTENTIAL_SCHEMAS
 
     potential = saved.get("potential")
     name = potential.get("name") if isinstance(potential, DictConfig) else None
@@ -100,6 +100,9 @@ def _saved_schema(saved: DictConfig, run_dir: Path) -> DictConfig:
         del potential[key]
     schema = OmegaConf.structured(Config)
     schema.potential = OmegaConf.structured(potential_schema)
+    initial = saved.get("initial")
+    if isinstance(initial, DictConfig) and initial.get("name") in INITIAL_SCHEMAS:
+        schema.initial = OmegaConf.structured(INITIAL_SCHEMAS[initial.get("name")])
     return schema
 
 
@@ -121,7 +124,7 @@ def _fail(message: str) -> int:
 
 def app(cfg: DictConfig) -> float | None:
     """The Hydra task: returns the energy's relative error (the objective for sweepers)."""
-    from . import experiment
+    from . import dynamics, experiment
 
     multirun = HydraConfig.get().mode.name == "MULTIRUN"
     t_start = time.perf_counter() if _job_starts else T_START
@@ -136,7 +139,8 @@ def app(cfg: DictConfig) -> float | None:
             if finished is not None:
                 return finished
         with RunLock(run_dir):
-            result = experiment.run(typed, run_dir, t_start=t_start, resume=cfg.resume is not None)
+            runner = dynamics.run if typed.equation.name == "tdse" else experiment.run
+            result = runner(typed, run_dir, t_start=t_start, resume=cfg.resume is not None)
     except ConfigError as err:
         if multirun:
             log.error("config error: %s", err)  # into the job's own log, for pinn-report
@@ -180,7 +184,9 @@ def _finished(run_dir: Path) -> float | None:
     if summary.get("status") != "completed":
         return None
     print(f"pinn-run: resume={run_dir}: the run has finished (status completed); nothing to do")
-    return summary["energy"]["rel_error"]
+    from .experiment import objective
+
+    return objective(summary)
 
 
 # Overrides that may go with resume=DIR: they change how the run is shown, not what it computes.

@@ -151,6 +151,72 @@ POTENTIAL_SCHEMAS: dict[str, type[PotentialConfig]] = {
 
 
 @dataclass
+class EquationConfig:
+    # "stationary": eigenstates of -psi'' + V psi = E psi; "tdse": i psi_t = -psi_xx + V psi
+    # from an initial state (the `initial` group) over 0 <= t <= time.T.
+    name: str = "stationary"
+
+
+@dataclass
+class InitialConfig:
+    """What every initial state's schema has: its registered name. Not itself a choice."""
+
+    name: str = MISSING
+
+
+@dataclass
+class GaussianInitialConfig(InitialConfig):
+    """exp(-(x - x0)^2 / (4 sigma^2) + i k0 x), normalised on the domain."""
+
+    name: str = "gaussian"
+    x0: float | None = None  # null: a quarter of the way into the domain
+    k0: float = 7.0  # mean wave number; the kinetic energy is about k0^2 + 1 / (4 sigma^2)
+    sigma: float | None = None  # null: a twentieth of the domain
+
+
+@dataclass
+class CoherentInitialConfig(InitialConfig):
+    """The oscillator's ground state displaced to x0, at rest (potential=harmonic only)."""
+
+    name: str = "coherent"
+    x0: float = 1.0
+
+
+@dataclass
+class SuperpositionInitialConfig(InitialConfig):
+    """sum_n c_n psi_n over the potential's eigenstates 0, 1, ..., normalised."""
+
+    name: str = "superposition"
+    coefficients: list[float] = field(default_factory=lambda: [1.0, 1.0])
+
+
+@dataclass
+class EigenInitialConfig(InitialConfig):
+    """Eigenstate n alone: psi only turns its phase, exp(-i E_n t)."""
+
+    name: str = "eigen"
+    n: int = 0
+
+
+INITIAL_SCHEMAS: dict[str, type[InitialConfig]] = {
+    "gaussian": GaussianInitialConfig,
+    "coherent": CoherentInitialConfig,
+    "superposition": SuperpositionInitialConfig,
+    "eigen": EigenInitialConfig,
+}
+
+
+@dataclass
+class TimeConfig:
+    """The time axis of equation=tdse."""
+
+    T: float = 0.03  # the end time
+    windows: int = 1  # train on [0, T/K], then each next window from the last one's end
+    points: int = 24  # Gauss-Legendre nodes in t per window (train.points are the x nodes)
+    frames: int = 101  # times on the output grid: psi_t.npz, observables.csv, the figures
+
+
+@dataclass
 class ModelConfig:
     width: int = 32
     depth: int = 2
@@ -221,12 +287,17 @@ class ChecksConfig:
     orthogonality_tol: float = 1e-3  # |<psi_m, psi_n>| of normalised states
     energy_tol: float = 1e-2  # relative error of E against the reference
     psi_tol: float = 0.2  # relative L2 error of psi against the reference
+    norm_tol: float = 1e-2  # equation=tdse: max over t of |integral |psi|^2 - 1|
 
 
 @dataclass
 class Config:
     # One of POTENTIAL_SCHEMAS, chosen by the potential group (OmegaConf has no unions).
     potential: Any = MISSING
+    equation: EquationConfig = field(default_factory=EquationConfig)
+    # One of INITIAL_SCHEMAS (the initial group), for equation=tdse; null: a gaussian packet.
+    initial: Any = None
+    time: TimeConfig = field(default_factory=TimeConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     energy: EnergyConfig = field(default_factory=EnergyConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -249,6 +320,8 @@ def register_configs() -> None:
     cs.store(name="pinn_schema", node=Config)
     for name, schema in POTENTIAL_SCHEMAS.items():
         cs.store(group="schema/potential", name=name, node=schema)
+    for name, schema in INITIAL_SCHEMAS.items():
+        cs.store(group="schema/initial", name=name, node=schema)
 
 
 def potential_params(p: PotentialConfig) -> dict:

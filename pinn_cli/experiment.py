@@ -36,22 +36,29 @@ class RunResult:
 
     @property
     def objective(self) -> float | None:
-        """The sweep objective: the relative error of the energy estimate (of state n)."""
-        return self.summary["energy"]["rel_error"]
+        """The sweep objective: the relative error of the energy estimate (of state n), or for
+        equation=tdse the relative L2 error of psi over space and time."""
+        return objective(self.summary)
+
+
+def objective(summary: dict) -> float | None:
+    if summary.get("equation") == "tdse":
+        return summary["wavefunction"]["l2_error"]
+    return summary["energy"]["rel_error"]
 
 
 def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: bool = False):
     """Train and judge states 0..cfg.state into `run_dir`; returns a RunResult."""
     t_start = time.perf_counter() if t_start is None else t_start
     run_dir = Path(run_dir)
-    _configure_jax(cfg)
+    configure_jax(cfg)
     provenance_block = provenance.collect(dataclasses.asdict(cfg), sys.argv)
     log.info("config hash %s", provenance_block["config_hash"])
     metrics = outputs.MetricsWriter(run_dir / outputs.METRICS, _metric_fields(cfg))
     stop = StopFlag()
     # Installed until the last file is written: a signal after training lets the outputs finish,
     # then the run exits with the signal's code.
-    with stop.installed(), _failure_recorded(cfg, run_dir, provenance_block):
+    with stop.installed(), failure_recorded(cfg, run_dir, provenance_block):
         runs, basis = _train_states(cfg, run_dir, metrics, stop, resume)
         if cfg.train.ensemble > 1:
             summary = judging.judge_ensemble(cfg, runs[0], run_dir)
@@ -78,7 +85,7 @@ def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: boo
 
 
 @contextmanager
-def _failure_recorded(cfg: Config, run_dir: Path, provenance_block: dict):
+def failure_recorded(cfg: Config, run_dir: Path, provenance_block: dict):
     """A file that cannot be written (a full disk, a folder made read-only) ends the run; before
     the error goes on to the caller, summary.json records status "failed" and why, where the
     disk still takes it. The checkpoints written so far stay: resume continues from them."""
@@ -100,7 +107,7 @@ def _failure_recorded(cfg: Config, run_dir: Path, provenance_block: dict):
         raise
 
 
-def _configure_jax(cfg: Config) -> None:
+def configure_jax(cfg: Config) -> None:
     import jax
 
     jax.config.update("jax_enable_x64", cfg.precision == "float64")
@@ -130,7 +137,7 @@ def _train_states(cfg: Config, run_dir: Path, metrics, stop, resume: bool):
     for n in range(cfg.state + 1):
         built = build(cfg, n, basis.lower() if basis else None)
         basis = basis or Basis(np.asarray(built.problem.w, float))
-        result = _train(cfg, n, built, run_dir, metrics, stop, resume)
+        result = train_one(cfg, n, built, run_dir, metrics, stop, resume)
         runs.append(StateRun(n, built, result))
         if result.status != "completed" or cfg.train.ensemble > 1:
             break
@@ -139,11 +146,23 @@ def _train_states(cfg: Config, run_dir: Path, metrics, stop, resume: bool):
     return runs, basis
 
 
-def _train(cfg: Config, n: int, built: Built, run_dir: Path, metrics, stop, resume: bool):
-    """Fit one state, checkpointing into its own folder of checkpoints/."""
+def train_one(
+    cfg: Config,
+    n: int,
+    built: Built,
+    run_dir: Path,
+    metrics,
+    stop,
+    resume: bool,
+    *,
+    sub: str | None = None,
+    label: str = "state",
+):
+    """Fit state (or time window) n, checkpointing into its own folder `sub` of the run folder
+    (default: outputs.checkpoint_dir); metrics rows carry n in the column `label`."""
     from . import train
 
-    sub = outputs.checkpoint_dir(cfg.state, n)
+    sub = sub or outputs.checkpoint_dir(cfg.state, n)
     checkpoints = outputs.Checkpoints(run_dir, keep=cfg.train.keep_checkpoints, subdir=sub)
     state = built.state
     if resume:
@@ -156,14 +175,14 @@ def _train(cfg: Config, n: int, built: Built, run_dir: Path, metrics, stop, resu
         if found is not None:
             log.info("resuming from the checkpoint at step %d", found[0])
             state = found[1]
-        metrics.truncate_after(n, int(state.step))
+        metrics.truncate_after(n, int(state.step), key=label)
     total = built.plan.steps + built.plan.refine_steps
-    progress = Progress(n, total, int(state.step), cfg.progress)
+    progress = Progress(n, total, int(state.step), cfg.progress, label=label)
     profiler = ProfileWindow(run_dir / outputs.PROFILE, cfg.profile_steps if n == 0 else 0)
 
     def on_log(records: list[dict]) -> None:
         for rec in records:
-            metrics.write({"state": n, **rec})
+            metrics.write({label: n, **rec})
         profiler.after(records[-1]["step"])
         progress(records)
 
@@ -173,8 +192,8 @@ def _train(cfg: Config, n: int, built: Built, run_dir: Path, metrics, stop, resu
     progress.close()
     checkpoints.close()
     for stage, solver in result.solvers.items():
-        log.info("state %d: %s solved its linear systems with the %s solver", n, stage, solver)
-    log.info("state %d stopped: %s", n, result.stop_reason)
+        log.info("%s %d: %s solved its linear systems with the %s solver", label, n, stage, solver)
+    log.info("%s %d stopped: %s", label, n, result.stop_reason)
     return result
 
 

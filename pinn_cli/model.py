@@ -55,18 +55,31 @@ def elementwise_rule(f: Callable) -> Callable[[jax.Array, Streams, Streams], Jet
 
 
 class MLP(nnx.Module):
-    """Fully connected network R^in -> R with `depth` hidden layers of `width` units."""
+    """Fully connected network R^in -> R (or R^outputs) with `depth` hidden layers of `width`
+    units. One output is returned without its axis: (...,); more as (..., outputs)."""
 
     def __init__(
-        self, in_features: int, width: int, depth: int, activation: Callable, *, dtype, rngs
+        self,
+        in_features: int,
+        width: int,
+        depth: int,
+        activation: Callable,
+        *,
+        dtype,
+        rngs,
+        outputs: int = 1,
     ):
         sizes = [in_features] + [width] * depth
         kw = dict(kernel_init=nnx.initializers.xavier_normal(), dtype=dtype, param_dtype=dtype)
         self.hidden = nnx.List(
             [nnx.Linear(a, b, rngs=rngs, **kw) for a, b in zip(sizes[:-1], sizes[1:])]
         )
-        self.out = nnx.Linear(width, 1, rngs=rngs, **kw)
+        self.out = nnx.Linear(width, outputs, rngs=rngs, **kw)
         self.activation = activation
+        self.outputs = outputs
+
+    def _last(self, a: jax.Array) -> jax.Array:
+        return a[..., 0] if self.outputs == 1 else a
 
     def features(self, z: jax.Array) -> jax.Array:
         """The last hidden layer's activations: the output is a linear map of these."""
@@ -75,7 +88,7 @@ class MLP(nnx.Module):
         return z
 
     def __call__(self, z: jax.Array) -> jax.Array:
-        return self.out(self.features(z))[..., 0]
+        return self._last(self.out(self.features(z)))
 
     def features_taylor(self, z: jax.Array, dz: Streams, d2z: Streams) -> Jet:
         """The last hidden layer and its derivatives, given the input's (z, dz, d2z)."""
@@ -89,8 +102,8 @@ class MLP(nnx.Module):
         """The output and its derivatives, given the input's (z, dz, d2z)."""
         z, dz, d2z = self.features_taylor(z, dz, d2z)
         w = self.out.kernel[...]
-        last = lambda streams: tuple((a @ w)[..., 0] for a in streams)  # noqa: E731
-        return self.out(z)[..., 0], last(dz), last(d2z)
+        last = lambda streams: tuple(self._last(a @ w) for a in streams)  # noqa: E731
+        return self._last(self.out(z)), last(dz), last(d2z)
 
 
 def box_envelope(box: Box, x: jax.Array) -> Jet:
@@ -185,12 +198,12 @@ class TrialFunction:
         axes = range(self.dim)
         return f, tuple(along(i, 2) for i in axes), tuple(along(i, 3) for i in axes)
 
-    def _network(self, params) -> MLP:
+    def network(self, params) -> MLP:
         return nnx.merge(self.graphdef, params)
 
     def _jet(self, params, x: jax.Array) -> Jet:
         """psi with its derivatives along each axis."""
-        n = self._network(params).taylor(*self.feature_taylor(x))
+        n = self.network(params).taylor(*self.feature_taylor(x))
         if self.output == "exp":
             n = elementwise_rule(lambda u: jnp.exp(self.scale * u))(*n)
         return times(self.envelope(x), n)
@@ -204,7 +217,7 @@ class TrialFunction:
         """B(x) [h(x), 1] and its Laplacian, (..., width + 1) each: with output="linear", psi is
         this vector dotted with the output layer's (kernel, bias), so a Rayleigh-Ritz step can
         set that layer exactly."""
-        h, dh, d2h = self._network(params).features_taylor(*self.feature_taylor(x))
+        h, dh, d2h = self.network(params).features_taylor(*self.feature_taylor(x))
         with_one = lambda a, c: jnp.concatenate([a, jnp.full_like(a[..., :1], c)], -1)  # noqa: E731
         h = with_one(h, 1.0)
         dh, d2h = tuple(with_one(a, 0.0) for a in dh), tuple(with_one(a, 0.0) for a in d2h)
@@ -216,7 +229,7 @@ class TrialFunction:
 
     def __call__(self, params, x: jax.Array) -> jax.Array:
         """psi at points x (..., d)."""
-        n = self._network(params)(self.features(x))
+        n = self.network(params)(self.features(x))
         g = jnp.exp(self.scale * n) if self.output == "exp" else n
         return self.envelope(x)[0] * g
 
@@ -233,8 +246,11 @@ def make_trial_function(
     scale: float = 1.0,
     dtype=jnp.float64,
     radius: float | None = None,
+    outputs: int = 1,
 ) -> tuple[TrialFunction, dict]:
     """Initialise the network from `key`; return the trial function and its parameters.
+    `outputs` > 1: the network has that many outputs (a complex psi has two), for callers that
+    use its features and network (`feature_taylor`, `network`) with their own envelope.
 
     A batch of keys (shape (K,)) initialises K networks: every leaf gets a leading member axis,
     and member i equals the network initialised from key[i] alone.
@@ -244,7 +260,8 @@ def make_trial_function(
 
     def make(k):
         act = get_activation(activation)
-        return MLP(in_features, width, depth, act, dtype=dtype, rngs=nnx.Rngs(params=k))
+        rngs = nnx.Rngs(params=k)
+        return MLP(in_features, width, depth, act, dtype=dtype, rngs=rngs, outputs=outputs)
 
     # One compiled initialisation instead of a dozen eagerly compiled ops (same numbers).
     one = key if key.ndim == 0 else key[0]

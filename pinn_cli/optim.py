@@ -13,7 +13,46 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 import optax
+
+
+@dataclass(frozen=True)
+class LeastSquares:
+    """A loss written as ||r(flat)||^2 over the flattened parameters, for Levenberg-Marquardt."""
+
+    residual: Callable  # flat -> r (R,)
+    with_jacobian: Callable  # flat -> (r (R,), J (R, P))
+    diagonal: Callable  # flat -> diag(J^T J) (P,), or an approximation of it (a preconditioner)
+
+
+def chunked_diagonal(rows: Callable, data: tuple, weights, chunk: int) -> Callable:
+    """flat -> sum_i weights_i * rows_i(flat)^2 over points i: the diagonal of J^T J for
+    pointwise residual rows, `rows(flat, *data_chunk)` giving (chunk, P) or (chunk, k, P).
+    Rows are formed `chunk` points at a time in a lax.scan (padding has weight 0), so memory
+    is chunk x parameters, not points x parameters."""
+    m = weights.shape[0]
+    n_chunks = -(-m // chunk)
+    pad = n_chunks * chunk - m
+
+    def chunked(a):
+        fill = jnp.broadcast_to(a[:1], (pad, *a.shape[1:]))
+        return jnp.concatenate([a, fill]).reshape(n_chunks, chunk, *a.shape[1:])
+
+    ws = jnp.concatenate([weights, jnp.zeros(pad, weights.dtype)]).reshape(n_chunks, chunk)
+    xs = tuple(chunked(a) for a in data)
+
+    def diagonal(flat):
+        def add(total, c):
+            w, *d = c
+            j = rows(flat, *d)
+            j2 = j**2 if j.ndim == 2 else jnp.sum(j**2, axis=1)
+            return total + jnp.sum(w[:, None] * j2, axis=0), None
+
+        total, _ = jax.lax.scan(add, jnp.zeros_like(flat), (ws, *xs))
+        return total
+
+    return diagonal
 
 
 def make_schedule(kind: str, lr: float, lr_final: float, steps: int) -> optax.Schedule:

@@ -23,6 +23,12 @@ LOG = "pinn_run.log"  # Hydra's job log (hydra.job.name = pinn_run)
 WAVEFUNCTION_PNG = "wavefunction.png"
 ENERGY_PNG = "energy.png"
 LOSS_PNG = "loss.png"
+PSI_T = "psi_t.npz"  # equation=tdse: x, t, psi and psi_ref (T, X) complex, V
+OBSERVABLES = "observables.csv"  # equation=tdse: t, norm, <x>, <H> of network and reference
+DENSITY_PNG = "density.png"
+SNAPSHOTS_PNG = "snapshots.png"
+OBSERVABLES_PNG = "observables.png"
+DENSITY_GIF = "density.gif"
 MEMBERS = "members"  # members/<i>/ for each network of an ensemble
 PROFILE = "profile"
 HYDRA_DIR = ".hydra"
@@ -31,7 +37,8 @@ HYDRA_OVERRIDES = ".hydra/overrides.yaml"
 LOCK = ".pinn-run.lock"  # held while a process works in the run folder
 MULTIRUN_YAML = "multirun.yaml"  # Hydra's record of a sweep, in the sweep folder
 # Written from the trained state after training; a resumed run writes them again.
-REGENERATED = (PSI, PSI_NPZ, WAVEFUNCTION_PNG, ENERGY_PNG, LOSS_PNG)
+TIME_FILES = (PSI_T, OBSERVABLES, DENSITY_PNG, SNAPSHOTS_PNG, OBSERVABLES_PNG, DENSITY_GIF)
+REGENERATED = (PSI, PSI_NPZ, WAVEFUNCTION_PNG, ENERGY_PNG, LOSS_PNG, *TIME_FILES)
 # What a run leaves in its folder: a folder holding any of these holds a run.
 RUN_FILES = (
     SUMMARY,
@@ -43,6 +50,7 @@ RUN_FILES = (
     WAVEFUNCTION_PNG,
     ENERGY_PNG,
     LOSS_PNG,
+    *TIME_FILES,
     MEMBERS,
     PROFILE,
     HYDRA_DIR,
@@ -65,8 +73,9 @@ class MetricsWriter:
         self.path = Path(path)
         self._fields = fields  # None: the first record's keys
 
-    def truncate_after(self, state: int, step: int) -> None:
-        """Keep rows up to (state, step): a resumed run's metrics read as one uninterrupted run."""
+    def truncate_after(self, state: int, step: int, key: str = "state") -> None:
+        """Keep rows up to (state, step), the state (or time window) in column `key`: a resumed
+        run's metrics read as one uninterrupted run."""
         if not self.path.exists():
             return
         with self.path.open(newline="") as f:
@@ -77,7 +86,7 @@ class MetricsWriter:
         with self.path.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self._fields)
             writer.writeheader()
-            writer.writerows(r for r in rows if (int(r["state"]), int(r["step"])) <= (state, step))
+            writer.writerows(r for r in rows if (int(r[key]), int(r["step"])) <= (state, step))
 
     def write(self, record: dict) -> None:
         if self._fields is None:
@@ -239,3 +248,20 @@ def write_psi_2d(path: Path, x, y, psi, v, energies) -> None:
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, x=x, y=y, psi=psi, V=v, energies=np.asarray(energies, float))
     os.replace(tmp, path)
+
+
+def write_psi_t(path: Path, x, t, psi, psi_ref, v) -> None:
+    """psi_t.npz: x (X,), t (T,), psi and psi_ref complex (T, X), V (X,)."""
+    with open(path, "wb") as f:
+        np.savez_compressed(f, x=x, t=t, psi=psi, psi_ref=psi_ref, v=v)
+
+
+def write_observables(path: Path, t, network: dict, reference: dict) -> None:
+    """observables.csv: per time, norm, <x> and <H> of the network and of the reference."""
+    names = ("norm", "x", "energy")
+    with Path(path).open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["t", *names, *(f"{n}_ref" for n in names)])
+        for i, ti in enumerate(t):
+            row = [network[n][i] for n in names] + [reference[n][i] for n in names]
+            writer.writerow([repr(float(ti)), *(repr(float(a)) for a in row)])

@@ -15,8 +15,10 @@ import jax
 import jax.numpy as jnp
 
 from . import physics
-from .model import TrialFunction
+from .model import TrialFunction, derivatives
+from .optim import LeastSquares, chunked_diagonal
 from .quadrature import Rule
+from .resources import DIAGONAL_CHUNK
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,21 @@ class Problem:
         """psi and lap psi with the lower states projected out."""
         p, _, lap = self.fields(params)
         return physics.project(self.lower, self.w, p, lap)
+
+    @property
+    def residual_rows(self) -> int:
+        """Rows of the residual vector the second-order stage solves for."""
+        return self.x.shape[0] + (self.normalization == "penalty")
+
+    def loss(self, kind: str = "residual") -> Callable:
+        return make_loss(self, kind)
+
+    def least_squares(self, unravel: Callable) -> LeastSquares:
+        return least_squares(self, unravel)
+
+    def diagnostics(self, params) -> dict[str, jax.Array]:
+        """The numbers logged with every block: E and the Rayleigh quotient."""
+        return {"energy": self.energy(params), "rayleigh": rayleigh(self, params)}
 
 
 def make_problem(
@@ -126,3 +143,86 @@ def make_loss(problem: Problem, kind: str = "residual") -> Callable:
         return sum(terms.values()), terms
 
     return loss
+
+
+def _point_residual(problem: Problem, unravel: Callable) -> Callable:
+    """(flat, x, V(x)) -> (residual at x before projection, (psi, lap psi))."""
+
+    def point(flat, x, v_x):
+        params = unravel(flat)
+        p, _, lap = derivatives(problem.psi, params["net"], x)
+        return physics.residual(p, lap, v_x, problem.energy(params)), (p, lap)
+
+    return point
+
+
+def least_squares(problem: Problem, unravel: Callable, chunk: int = DIAGONAL_CHUNK) -> LeastSquares:
+    """The residual vector r (||r||^2 equal to the residual loss), its Jacobian and diag(J^T J).
+
+    Row i of J is the gradient of point i's residual -lap psi_i + (V_i - E) psi_i. That scalar
+    depends on the parameters through one network evaluation at x_i, so a vmap of per-point
+    reverse-mode gradients builds the rows for about one backward pass over the batch. What
+    couples the points (projection on the lower states, the normalisation) is low rank: it adds
+    the Jacobians of a few scalar functionals (one backward pass each) as outer products.
+    """
+    sw, lower, w, v = jnp.sqrt(problem.w), problem.lower, problem.w, problem.v
+    energy_of = lambda flat: problem.energy(unravel(flat))  # noqa: E731
+    point = _point_residual(problem, unravel)
+    grad_point = jax.vmap(jax.grad(point, has_aux=True), in_axes=(None, 0, 0))
+    val_point = jax.vmap(point, in_axes=(None, 0, 0))
+
+    def projected(flat):
+        _, (p, lap) = val_point(flat, problem.x, v)
+        return physics.project(lower, w, p, lap)
+
+    def projected_norm2(flat):
+        return jnp.sum(w * projected(flat)[0] ** 2)
+
+    def overlaps(flat):
+        return physics.overlaps(lower, w, val_point(flat, problem.x, v)[1][0])
+
+    def finish(res, p):
+        n2 = jnp.sum(w * p**2)
+        if problem.normalization == "hard":
+            return sw * res / jnp.sqrt(n2), n2
+        return jnp.append(sw * res, jnp.sqrt(problem.norm_weight) * (n2 - 1.0)), n2
+
+    def residual_vector(flat):
+        p, lap = projected(flat)
+        return finish(physics.residual(p, lap, v, energy_of(flat)), p)[0]
+
+    def with_jacobian(flat):
+        j_res, (p, lap) = grad_point(flat, problem.x, v)
+        energy = energy_of(flat)
+        if lower is not None:
+            # The projected residual is q - R(lower) c, R(lower) the lower states' residuals.
+            c, j_c = overlaps(flat), jax.jacrev(overlaps)(flat)
+            u = -physics.residual(lower.p, lower.lap, v[:, None], energy)
+            d_energy = jax.grad(energy_of)(flat)
+            j_res = j_res + u @ j_c + (lower.p @ c)[:, None] * d_energy[None, :]
+            p, lap = physics.project(lower, w, p, lap)
+        r, n2 = finish(physics.residual(p, lap, v, energy), p)
+        g_n2 = jax.grad(projected_norm2)(flat)
+        if problem.normalization == "hard":
+            jr = (sw / jnp.sqrt(n2))[:, None] * j_res - (r / (2.0 * n2))[:, None] * g_n2[None, :]
+            return r, jr
+        c = jnp.sqrt(problem.norm_weight)
+        return r, jnp.vstack([sw[:, None] * j_res, c * g_n2[None, :]])
+
+    return LeastSquares(residual_vector, with_jacobian, _diagonal(problem, unravel, chunk))
+
+
+def _diagonal(problem: Problem, unravel: Callable, chunk: int) -> Callable:
+    """flat -> diag(J^T J) of the pointwise part of J (the projection on lower states and the
+    normalisation's coupling left out: it only preconditions)."""
+    point = _point_residual(problem, unravel)
+    rows = jax.vmap(jax.grad(lambda *a: point(*a)[0]), (None, 0, 0))
+    pointwise = chunked_diagonal(rows, (problem.x, problem.v), problem.w, chunk)
+
+    def diagonal(flat):
+        if problem.normalization == "hard":
+            p = physics.evaluate(problem.psi, unravel(flat)["net"], problem.x)[0]
+            return pointwise(flat) / jnp.sum(problem.w * p**2)
+        return pointwise(flat)
+
+    return diagonal

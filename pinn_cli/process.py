@@ -89,10 +89,10 @@ class StopFlag:
 class Progress:
     """A tqdm bar on a terminal; otherwise one log line per record (or per ensemble block)."""
 
-    def __init__(self, n: int, total: int, start: int, enabled: bool):
+    def __init__(self, n: int, total: int, start: int, enabled: bool, label: str = "state"):
         from tqdm import tqdm
 
-        self.n = n
+        self.n, self.label = n, label
         self.bar = tqdm(total=total, disable=not (enabled and sys.stderr.isatty()), unit="step")
         self.bar.update(start)
 
@@ -100,6 +100,14 @@ class Progress:
         last = records[-1]
         self.bar.update(last["step"] - self.bar.n)
         loss = min(r["loss"] for r in records)
+        if "energy" not in last:  # a time window: its loss and how far the norm drifted
+            self.bar.set_postfix(loss=f"{loss:.3e}", drift=f"{last['norm_drift']:.2e}")
+            if self.bar.disable:
+                log.info(
+                    "%s %d step %d [%s] loss %.4e norm drift %.3e",
+                    *(self.label, self.n, last["step"], last["stage"], loss, last["norm_drift"]),
+                )
+            return
         energy = float(np.median([r["energy"] for r in records]))
         self.bar.set_postfix(loss=f"{loss:.3e}", E=f"{energy:.10g}")
         if not self.bar.disable:

@@ -26,7 +26,7 @@ from jax.flatten_util import ravel_pytree
 from . import ensemble
 from .lm import REFINE_BLOCK, lm_stage
 from .optim import Stage, adam_stage, for_members, lbfgs_stage, make_schedule
-from .problem import Problem, make_loss, rayleigh
+from .problem import Problem
 from .resources import choose_solver
 from .states import ritz_output_layer
 
@@ -88,12 +88,13 @@ class Callbacks:
 
 def make_stages(problem: Problem, plan: Plan, params_like) -> list[tuple[Stage, int]]:
     """[(stage, number of steps)] in order. `params_like`: one member's parameters."""
-    loss = make_loss(problem)
+    loss = problem.loss()
     schedule = make_schedule(plan.lr_schedule, plan.lr, plan.lr_final, plan.steps)
-    stages = [(adam_stage(make_loss(problem, problem.first_stage), schedule), plan.steps)]
+    stages = [(adam_stage(problem.loss(problem.first_stage), schedule), plan.steps)]
     if plan.refine == "lm":
         solver = lm_solver(problem, plan, params_like)
-        lm = lm_stage(problem, loss, params_like, solver, plan.cg_iters, plan.cg_tol)
+        ls = problem.least_squares
+        lm = lm_stage(ls, loss, params_like, solver, plan.cg_iters, plan.cg_tol)
         stages.append((lm, plan.refine_steps))
     elif plan.refine == "lbfgs":
         stages.append((lbfgs_stage(loss, REFINE_BLOCK), plan.refine_steps))
@@ -107,8 +108,7 @@ def make_stages(problem: Problem, plan: Plan, params_like) -> list[tuple[Stage, 
 
 def lm_solver(problem: Problem, plan: Plan, params_like) -> str:
     """The linear solver the LM stage uses: plan.solver, or by cost estimate for "auto"."""
-    rows = problem.x.shape[0] + (problem.normalization == "penalty")
-    return choose_solver(plan.solver, rows, ravel_pytree(params_like)[0].size)
+    return choose_solver(plan.solver, problem.residual_rows, ravel_pytree(params_like)[0].size)
 
 
 def one_member(params, members: int):
@@ -131,7 +131,7 @@ class _Loop:
 
     plan: Plan
     callbacks: Callbacks
-    diagnostics: Callable  # params -> (E, Rayleigh quotient), per member
+    diagnostics: Callable  # params -> {name: number}, per member (problem.diagnostics)
     result: FitResult
     t0: float = field(default_factory=time.perf_counter)
 
@@ -150,14 +150,13 @@ def fit(
 ) -> FitResult:
     """Run every stage from `state.step` (0, or a restored checkpoint's step) to the end."""
     stages = stages or make_stages(problem, plan, one_member(state.params, plan.ensemble))
-    diagnose = lambda p: (problem.energy(p), rayleigh(problem, p))  # noqa: E731
     result = FitResult(params=state.params, step=int(state.step))
     result.diverged_at = [None if d < 0 else int(d) for d in np.asarray(state.diverged_at)]
     result.final_loss = [float("nan")] * plan.ensemble
     loop = _Loop(
         plan,
         callbacks or Callbacks(),
-        jax.jit(diagnose if plan.ensemble == 1 else jax.vmap(diagnose)),
+        jax.jit(problem.diagnostics if plan.ensemble == 1 else jax.vmap(problem.diagnostics)),
         result,
     )
     offset = 0
@@ -300,15 +299,15 @@ def _keep_alive(old: TrainState, new: TrainState, alive: np.ndarray, name: str, 
 def _record(loop: _Loop, stage: Stage, offset: int, state: TrainState, total, terms) -> None:
     """One log row per live member, handed to the callbacks and kept in the history."""
     step, alive = int(state.step), loop.alive
-    energy, rq = (np.atleast_1d(np.asarray(a, dtype=float)) for a in loop.diagnostics(state.params))
-    terms = {k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in terms.items()}
+    as_numbers = lambda d: {k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in d.items()}  # noqa: E731
+    diagnostics, terms = as_numbers(loop.diagnostics(state.params)), as_numbers(terms)
     records = []
     for i in np.flatnonzero(alive):
         rec = {"step": step, "stage": stage.name, "loss": float(total[i])}
         if loop.plan.ensemble > 1:
             rec = {"member": int(i), **rec}
         rec.update({k: float(v[i]) for k, v in terms.items()})
-        rec.update(energy=float(energy[i]), rayleigh=float(rq[i]), lr=stage.lr(step - offset))
+        rec.update({k: float(v[i]) for k, v in diagnostics.items()}, lr=stage.lr(step - offset))
         rec["elapsed_s"] = time.perf_counter() - loop.t0
         records.append(rec)
         loop.result.final_loss[i] = float(total[i])

@@ -26,6 +26,7 @@ CHOICES = {
     "optim.refine": ("none", "lm", "lbfgs"),
     "optim.solver": ("auto", "explicit", "cg"),
     "precision": ("float64", "float32"),
+    "equation.name": ("stationary", "tdse"),
 }
 
 MIN_POINTS = 16
@@ -90,6 +91,7 @@ def validate(cfg: Config) -> None:
     potential = _check_potential(cfg.potential)
     _check_scale(cfg.potential, potential)
     _check_dimension(cfg, potential)
+    _check_equation(cfg, potential)
     _check_energy(cfg, potential)
     check_resources(cfg, potential)
 
@@ -353,6 +355,43 @@ def _check_dimension(cfg: Config, potential) -> None:
         f"train.ensemble={cfg.train.ensemble} is for 1-D potentials; potential="
         f"{cfg.potential.name} is 2-D: use train.ensemble=1",
     )
+
+
+def _check_equation(cfg: Config, potential) -> None:
+    """equation=tdse: a 1-D potential, one network per window, a sensible time axis, and an
+    initial state that fits the potential (built here: a packet at a wall is refused)."""
+    from .config import INITIAL_SCHEMAS
+    from .initial_states import InitialStateError, make_initial_state
+
+    name = getattr(cfg.initial, "name", None)
+    if cfg.equation.name == "stationary":
+        _require(
+            cfg.initial is None,
+            f"initial={name} is an initial state of the time-dependent equation, but "
+            f"equation=stationary; drop initial=..., or use equation=tdse",
+        )
+        return
+    tm = cfg.time
+    _require(
+        potential.dim == 1,
+        f"equation=tdse is for 1-D potentials; potential={cfg.potential.name} is 2-D",
+    )
+    _require(cfg.state == 0, f"state={cfg.state} is for eigenproblems; equation=tdse has none")
+    _require(cfg.train.ensemble == 1, "train.ensemble > 1 is for eigenproblems, not equation=tdse")
+    _require(tm.T > 0, f"time.T={tm.T} must be > 0 (the end time)")
+    _require(tm.windows >= 1, f"time.windows={tm.windows} must be >= 1")
+    _require(tm.points >= 2, f"time.points={tm.points} must be >= 2 (nodes in t per window)")
+    _require(tm.frames >= 2, f"time.frames={tm.frames} must be >= 2 (times on the output grid)")
+    if cfg.initial is None:
+        return
+    _require(
+        type(cfg.initial) is INITIAL_SCHEMAS.get(name),
+        f"initial={name!r} is not an initial state; choose one of {sorted(INITIAL_SCHEMAS)}",
+    )
+    try:
+        make_initial_state(cfg.initial, potential)
+    except InitialStateError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _check_energy(cfg: Config, potential) -> None:

@@ -75,7 +75,8 @@ def test_matrix_free_products_equal_the_explicit_jacobian(overrides, n_lower):
     """J v and J^T u by linearisation, and the preconditioner's diagonal, against the explicit
     Jacobian (per-point rows plus the low-rank terms of projection and normalisation)."""
     built, flat, unravel = built_problem(overrides, n_lower)
-    residual_vector, with_jacobian = lm.make_residual_jacobian(built.problem, unravel)
+    ls = problem.least_squares(built.problem, unravel, chunk=7)  # 40 = 5 x 7 + 5: padding
+    residual_vector, with_jacobian = ls.residual, ls.with_jacobian
     _, jac = with_jacobian(flat)
     _, jvp = jax.linearize(residual_vector, flat)
     vjp = jax.linear_transpose(jvp, flat)
@@ -84,7 +85,7 @@ def test_matrix_free_products_equal_the_explicit_jacobian(overrides, n_lower):
     np.testing.assert_allclose(vjp(jac @ v)[0], jac.T @ (jac @ v), rtol=1e-9, atol=1e-10)
     if n_lower == 0 and "loss.normalization=penalty" in overrides:
         # penalty rows: the pointwise part is every row but the last (the norm's)
-        diag = lm.make_diagonal(built.problem, unravel, chunk=7)(flat)  # 40 = 5 x 7 + 5: padding
+        diag = ls.diagonal(flat)
         np.testing.assert_allclose(diag, jnp.sum(jac[:-1] ** 2, axis=0), rtol=1e-10, atol=1e-14)
 
 
@@ -93,9 +94,10 @@ def test_a_converged_cg_step_is_the_explicit_step(n_lower):
     """With CG run to convergence, one matrix-free step lands where the explicit solve does."""
     built, flat, unravel = built_problem([], n_lower)
     mu, nu = jnp.asarray(1e-2), jnp.asarray(2.0)
-    explicit = lm.make_lm_step(built.problem, unravel)(flat, mu, nu)
-    diag = lm.make_diagonal(built.problem, unravel)(flat)
-    step = lm.make_cg_step(built.problem, unravel, iters=2000, tol=1e-14)
+    ls = built.problem.least_squares(unravel)
+    explicit = lm.make_lm_step(ls)(flat, mu, nu)
+    diag = ls.diagonal(flat)
+    step = lm.make_cg_step(ls, iters=2000, tol=1e-14)
     matrix_free = step(flat, mu, nu, jnp.zeros_like(flat), diag)
     assert bool(explicit[5]) and bool(matrix_free[5])  # both accepted
     np.testing.assert_allclose(matrix_free[0], explicit[0], rtol=1e-7, atol=1e-9)

@@ -18,6 +18,7 @@ LAYERS = {
     "cli": 6,
     "report": 6,
     "experiment": 5,
+    "dynamics": 5,
     "judging": 5,
     "guard": 5,
     "assemble": 4,
@@ -28,6 +29,7 @@ LAYERS = {
     "optim": 1,
     "ensemble": 1,
     "problem": 1,
+    "tdse": 1,
     "physics": 0,
     "model": 0,
     "potentials": 0,
@@ -45,8 +47,22 @@ LAYERS = {
     "evaluation": 0,
     "outputs": 0,
     "plots": 0,
+    "plots_time": 0,
+    "initial_states": 0,
+    "evaluation_time": 0,
+    "propagation": 0,
 }
-TRAINING = {"train", "optim", "lm", "states", "ensemble", "problem", "assemble", "experiment"}
+TRAINING = {
+    "train",
+    "optim",
+    "lm",
+    "states",
+    "ensemble",
+    "problem",
+    "tdse",
+    "assemble",
+    "experiment",
+}
 
 
 def imports(module: str) -> set[str]:
@@ -75,7 +91,9 @@ def test_imports_point_down(module):
     assert not upward, f"{module} imports {upward} from a higher layer"
 
 
-@pytest.mark.parametrize("module", ["evaluation", "outputs", "plots", "report", "reference"])
+@pytest.mark.parametrize(
+    "module", ["evaluation", "outputs", "plots", "plots_time", "report", "reference", "propagation"]
+)
 def test_judging_and_outputs_never_import_training(module):
     assert not imports(module) & TRAINING
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
 
-from pinn_cli import assemble, experiment, lm, physics, problem, train
+from pinn_cli import assemble, experiment, physics, problem, train
 from pinn_cli.cli import to_config
 from pinn_cli.config import register_configs
 
@@ -98,7 +98,8 @@ def test_levenberg_marquardt_jacobian_matches_autodiff(overrides, lower_states):
         lower = physics.Lower(f, f * np.linspace(-3.0, 5.0, x.size)[:, None])
     built = assemble.build(cfg, n=lower_states, lower=lower)
     flat, unravel = ravel_pytree(built.state.params)
-    residual_vector, with_jacobian = lm.make_residual_jacobian(built.problem, unravel)
+    ls = built.problem.least_squares(unravel)
+    residual_vector, with_jacobian = ls.residual, ls.with_jacobian
     r, jac = with_jacobian(flat)
     np.testing.assert_allclose(r, residual_vector(flat), rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(jac, jax.jacfwd(residual_vector)(flat), rtol=1e-9, atol=1e-9)

@@ -1,0 +1,168 @@
+"""The time-dependent Schrödinger equation i psi_t = -psi_xx + V(x) psi as a training problem.
+
+psi is complex: the network N(x, t) has two real outputs (Re, Im). On a time window [0, tau]
+the trial function is
+
+    psi(x, t) = s(x) + (t / tau) B(x) N(x, t),
+
+s the state at the window's start (the initial state psi0, or the previous window's psi at its
+end) and B(x) = 4 (x - lo)(hi - x) / L^2 the box envelope: the initial condition and the wall
+zeros hold exactly for any parameters. The loss is the space-time integral of |r|^2 with
+r = i psi_t + psi_xx - V psi, by a tensor Gauss-Legendre rule (x split at V's jumps, t on the
+window), divided by tau and by the norm of s; the Levenberg-Marquardt stage solves for the
+weighted residual vector sqrt(w) (Re r, Im r) (2 rows per point).
+
+A value of psi anywhere needs s there, and s of window k is the chain of windows 0..k-1 at their
+ends: `Windows` carries psi and psi_xx from window to window on any set of x.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from .model import TrialFunction, box_envelope, times
+from .optim import LeastSquares, chunked_diagonal
+from .quadrature import Box
+from .resources import DIAGONAL_CHUNK
+
+
+def envelope(interval: tuple[float, float], window: float, xt: jax.Array):
+    """(t / tau) B(x) with its first and pure second derivatives along x and t, as a column
+    (..., 1) to multiply the network's two outputs."""
+    b, (bx,), (bxx,) = box_envelope(Box((interval,), ((),)), xt[..., :1])
+    s = xt[..., 1] / window
+    col = lambda a: a[..., None]  # noqa: E731
+    return (
+        col(s * b),
+        (col(s * bx), col(b / window)),
+        (col(s * bxx), col(jnp.zeros_like(b))),
+    )
+
+
+def fields(net: TrialFunction, interval, window, params, xt, start, start_xx):
+    """psi, psi_t and psi_xx (..., 2) (Re, Im) at points xt (..., 2), given s and s_xx there."""
+    n = net.network(params).taylor(*net.feature_taylor(xt))
+    p, (_, p_t), (p_xx, _) = times(envelope(interval, window, xt), n)
+    return start + p, p_t, start_xx + p_xx
+
+
+def residual(p, p_t, p_xx, v):
+    """r = i psi_t + psi_xx - V psi as (Re r, Im r): (..., 2)."""
+    re = -p_t[..., 1] + p_xx[..., 0] - v * p[..., 0]
+    im = p_t[..., 0] + p_xx[..., 1] - v * p[..., 1]
+    return jnp.stack([re, im], axis=-1)
+
+
+@dataclass(frozen=True)
+class TimeProblem:
+    """One time window as plain arrays: points (x, t), weights, V, and s, s_xx at each point."""
+
+    net: TrialFunction  # features over (x, t) and the network with two outputs
+    interval: tuple[float, float]  # the spatial domain
+    window: float  # tau, the window's length
+    x: jax.Array  # (M, 2) points (x, t): the tensor rule, t varying fastest
+    w: jax.Array  # (M,) weights of the space-time rule
+    v: jax.Array  # (M,) V(x)
+    start: jax.Array  # (M, 2) s(x) at each point (Re, Im)
+    start_xx: jax.Array  # (M, 2)
+    times: int  # nodes per window in t (the rule is (M / times) x times)
+    norm0: float  # integral of |s|^2
+    first_stage: str = "residual"
+
+    @property
+    def residual_rows(self) -> int:
+        return 2 * self.x.shape[0]
+
+    def fields(self, params):
+        f = fields(
+            self.net, self.interval, self.window, params["net"], self.x, self.start, self.start_xx
+        )
+        return f
+
+    def scale(self) -> float:
+        return 1.0 / (self.window * self.norm0)
+
+    def loss(self, kind: str = "residual") -> Callable:
+        def loss(params):
+            r = residual(*self.fields(params), self.v)
+            total = self.scale() * jnp.sum(self.w[:, None] * r**2)
+            return total, {"residual": total}
+
+        return loss
+
+    def norms(self, params) -> jax.Array:
+        """integral of |psi|^2 at each time node of the rule, (times,)."""
+        p = self.fields(params)[0]
+        dens = (self.w * jnp.sum(p**2, axis=-1)).reshape(-1, self.times)
+        wt = self.w.reshape(-1, self.times)[0] / self.w.reshape(-1, self.times)[0].sum()
+        return jnp.sum(dens, axis=0) / wt / self.window
+
+    def diagnostics(self, params) -> dict[str, jax.Array]:
+        """Logged with every block: the largest |norm(t) - norm(0)| on the rule's time nodes."""
+        return {"norm_drift": jnp.max(jnp.abs(self.norms(params) - self.norm0))}
+
+    def least_squares(self, unravel: Callable, chunk: int = DIAGONAL_CHUNK) -> LeastSquares:
+        return least_squares(self, unravel, chunk)
+
+
+def least_squares(problem: TimeProblem, unravel: Callable, chunk: int) -> LeastSquares:
+    """r = sqrt(w / (tau |s|^2)) (Re r, Im r) per point, flattened (2M,); J row by row: each
+    point's two residuals depend on the parameters through one network evaluation there."""
+    sw = jnp.sqrt(problem.w * problem.scale())
+    data = (problem.x, problem.v, problem.start, problem.start_xx)
+
+    def point(flat, xt, v, s, s_xx):
+        f = fields(problem.net, problem.interval, problem.window, unravel(flat)["net"], xt, s, s_xx)
+        return residual(*f, v)
+
+    rows = jax.vmap(jax.jacrev(point), in_axes=(None, 0, 0, 0, 0))
+
+    def residual_vector(flat):
+        return (sw[:, None] * point(flat, *data)).reshape(-1)
+
+    def with_jacobian(flat):
+        j = sw[:, None, None] * rows(flat, *data)
+        return residual_vector(flat), j.reshape(-1, j.shape[-1])
+
+    diagonal = chunked_diagonal(rows, data, problem.w * problem.scale(), chunk)
+    return LeastSquares(residual_vector, with_jacobian, diagonal)
+
+
+def output_layer_lstsq(problem: TimeProblem, params) -> dict:
+    """The output layer that minimises the loss exactly for the current hidden features.
+
+    psi = s + sum_k c_k g_k with g_k = (t / tau) B(x) h_k(x, t) (h the last hidden layer and
+    a constant) and complex c_k = a_k + i b_k (the two outputs' weights): the residual is affine
+    in (a, b), so the minimum over the output layer is one weighted linear least-squares solve.
+    """
+    import numpy as np
+
+    net, xt = problem.net, problem.x
+    h, dh, d2h = net.network(params["net"]).features_taylor(*net.feature_taylor(xt))
+    one = lambda a, c: jnp.concatenate([a, jnp.full_like(a[..., :1], c)], -1)  # noqa: E731
+    jet = (one(h, 1.0), tuple(one(a, 0.0) for a in dh), tuple(one(a, 0.0) for a in d2h))
+    g, (_, g_t), (g_xx, _) = times(envelope(problem.interval, problem.window, xt), jet)
+    a_op = np.asarray(g_xx - problem.v[:, None] * g)  # H-part: psi_xx - V psi per basis function
+    b_op = np.asarray(g_t)
+    r0 = np.asarray(
+        residual(problem.start, jnp.zeros_like(problem.start), problem.start_xx, problem.v)
+    )
+    sw = np.sqrt(np.asarray(problem.w))[:, None]
+    # rows: Re r = r0_re + A a - B b ; Im r = r0_im + B a + A b
+    top = np.hstack([a_op, -b_op]) * sw
+    bottom = np.hstack([b_op, a_op]) * sw
+    rhs = -np.concatenate([r0[:, 0:1] * sw, r0[:, 1:2] * sw])[:, 0]
+    coef, *_ = np.linalg.lstsq(np.vstack([top, bottom]), rhs, rcond=None)
+    k = a_op.shape[1]
+    a, b = coef[:k], coef[k:]
+    net_params = jax.tree.map(lambda z: z, params["net"])
+    dtype = net_params["out"]["kernel"].dtype
+    net_params["out"] = {
+        "kernel": jnp.asarray(np.stack([a[:-1], b[:-1]], 1), dtype),
+        "bias": jnp.asarray(np.array([a[-1], b[-1]]), dtype),
+    }
+    return {**params, "net": net_params}
