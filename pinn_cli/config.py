@@ -294,16 +294,16 @@ class ChecksConfig:
 class Config:
     # One of POTENTIAL_SCHEMAS, chosen by the potential group (OmegaConf has no unions).
     potential: Any = MISSING
-    equation: EquationConfig = field(default_factory=EquationConfig)
-    # One of INITIAL_SCHEMAS (the initial group), for equation=tdse; null: a gaussian packet.
-    initial: Any = None
-    time: TimeConfig = field(default_factory=TimeConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     energy: EnergyConfig = field(default_factory=EnergyConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     checks: ChecksConfig = field(default_factory=ChecksConfig)
+    equation: EquationConfig = field(default_factory=EquationConfig)
+    # One of INITIAL_SCHEMAS (the initial group), for equation=tdse; null: a gaussian packet.
+    initial: Any = None
+    time: TimeConfig = field(default_factory=TimeConfig)
     seed: int = 0
     precision: str = "float64"  # "float64" | "float32"
     progress: bool = True

@@ -30,7 +30,12 @@ Measured accuracy of ``eigenbasis``: the oscillator's levels omega (2n + 1) from
 (formula "x**2" on [-10, 10]) and the quartic oscillator's tabulated levels (on [-5, 5]) to ~1e-14
 relative, ~1e-13 absolute up to E ~ 100; the oscillator's wall-affected levels agree with
 ``reference.finite_difference`` (Richardson) to its own ~1e-10; orthonormality of every basis to
-~1e-13 or better.
+3e-13 or better (the closed-form/Galerkin mix of the oscillator; ~4e-14 for the others).
+
+Measured accuracy of ``propagator`` (tests/test_propagation.py): a coherent state on [-8, 8]
+(32 states) to 4e-12 of its closed form over a period, limited by its own 2e-11 at the wall; a
+superposition of infinite-well states to 5e-15; a Gaussian packet on a barrier (128 states,
+truncation 4e-14) agrees with Crank-Nicolson exactly as far as CN's own, measured, error.
 
 Every state is real, normalised on [lo, hi], zero outside it, and positive on its first lobe
 (psi'(lo) > 0, as in ``reference``). ``coherent_state`` and ``well_superposition`` are closed-form
@@ -179,17 +184,21 @@ def _oscillator_closed_count(potential, count: int) -> int:
 
 
 def _oscillator_basis(potential, count: int) -> Eigenbasis:
-    omega = potential.omega
+    omega, (lo, hi) = potential.omega, potential.domain
     closed = _oscillator_closed_count(potential, count)
     exact = omega * (2 * np.arange(closed) + 1.0)
+
+    def hermite(x: np.ndarray) -> np.ndarray:
+        return np.where(((x >= lo) & (x <= hi))[:, None], _hermite(omega, x, closed), 0.0)
+
     if closed == count:
-        return Eigenbasis(exact, "closed_form", lambda x: _hermite(omega, x, count))
+        return Eigenbasis(exact, "closed_form", hermite)
     high = _galerkin(potential, count)
     if closed == 0:
         return high
 
     def states(x: np.ndarray) -> np.ndarray:
-        return np.hstack([_hermite(omega, x, closed), high.states(x)[:, closed:]])
+        return np.hstack([hermite(x), high.states(x)[:, closed:]])
 
     energies = np.concatenate([exact, high.energies[closed:]])
     return Eigenbasis(energies, "closed_form+legendre_galerkin", states)

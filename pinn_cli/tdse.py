@@ -130,39 +130,3 @@ def least_squares(problem: TimeProblem, unravel: Callable, chunk: int) -> LeastS
 
     diagonal = chunked_diagonal(rows, data, problem.w * problem.scale(), chunk)
     return LeastSquares(residual_vector, with_jacobian, diagonal)
-
-
-def output_layer_lstsq(problem: TimeProblem, params) -> dict:
-    """The output layer that minimises the loss exactly for the current hidden features.
-
-    psi = s + sum_k c_k g_k with g_k = (t / tau) B(x) h_k(x, t) (h the last hidden layer and
-    a constant) and complex c_k = a_k + i b_k (the two outputs' weights): the residual is affine
-    in (a, b), so the minimum over the output layer is one weighted linear least-squares solve.
-    """
-    import numpy as np
-
-    net, xt = problem.net, problem.x
-    h, dh, d2h = net.network(params["net"]).features_taylor(*net.feature_taylor(xt))
-    one = lambda a, c: jnp.concatenate([a, jnp.full_like(a[..., :1], c)], -1)  # noqa: E731
-    jet = (one(h, 1.0), tuple(one(a, 0.0) for a in dh), tuple(one(a, 0.0) for a in d2h))
-    g, (_, g_t), (g_xx, _) = times(envelope(problem.interval, problem.window, xt), jet)
-    a_op = np.asarray(g_xx - problem.v[:, None] * g)  # H-part: psi_xx - V psi per basis function
-    b_op = np.asarray(g_t)
-    r0 = np.asarray(
-        residual(problem.start, jnp.zeros_like(problem.start), problem.start_xx, problem.v)
-    )
-    sw = np.sqrt(np.asarray(problem.w))[:, None]
-    # rows: Re r = r0_re + A a - B b ; Im r = r0_im + B a + A b
-    top = np.hstack([a_op, -b_op]) * sw
-    bottom = np.hstack([b_op, a_op]) * sw
-    rhs = -np.concatenate([r0[:, 0:1] * sw, r0[:, 1:2] * sw])[:, 0]
-    coef, *_ = np.linalg.lstsq(np.vstack([top, bottom]), rhs, rcond=None)
-    k = a_op.shape[1]
-    a, b = coef[:k], coef[k:]
-    net_params = jax.tree.map(lambda z: z, params["net"])
-    dtype = net_params["out"]["kernel"].dtype
-    net_params["out"] = {
-        "kernel": jnp.asarray(np.stack([a[:-1], b[:-1]], 1), dtype),
-        "bias": jnp.asarray(np.array([a[-1], b[-1]]), dtype),
-    }
-    return {**params, "net": net_params}

@@ -43,7 +43,9 @@ def test_groups_exist():
     [(g, o) for g in GROUPS for o in options(g) if g != "hydra"],
 )
 def test_every_config_in_every_group_composes(composer, group, option):
-    cfg = composer(f"{group}={option}")
+    # the coherent state is the oscillator's: it needs potential=harmonic
+    partner = ["potential=harmonic"] if (group, option) == ("initial", "coherent") else []
+    cfg = composer(f"{group}={option}", *partner)
     typed = to_config(cfg)  # typed and semantically valid
     assert isinstance(typed, Config)
 
