@@ -170,8 +170,10 @@ class GaussianInitialConfig(InitialConfig):
 
     name: str = "gaussian"
     x0: float | None = None  # null: a quarter of the way into the domain
-    k0: float = 7.0  # mean wave number; the kinetic energy is about k0^2 + 1 / (4 sigma^2)
-    sigma: float | None = None  # null: a twentieth of the domain
+    # mean wave number (the kinetic energy is about k0^2 + 1 / (4 sigma^2)); null: k0^2 is the
+    # range of V, so a packet meets a barrier at about its height
+    k0: float | None = None
+    sigma: float | None = None  # null: a fiftieth of the domain
 
 
 @dataclass
@@ -211,8 +213,10 @@ class TimeConfig:
     """The time axis of equation=tdse."""
 
     T: float = 0.03  # the end time
-    windows: int = 1  # train on [0, T/K], then each next window from the last one's end
-    points: int = 24  # Gauss-Legendre nodes in t per window (train.points are the x nodes)
+    # K: train on [0, T/K], then each next window from the last one's end; null: enough that
+    # each window sees about 3 radians of exp(-i E t) at the initial state's top energies
+    windows: int | None = None
+    points: int = 8  # Gauss-Legendre nodes in t per window (train.points are the x nodes)
     frames: int = 101  # times on the output grid: psi_t.npz, observables.csv, the figures
 
 

@@ -45,9 +45,12 @@ SUMMARY_COLUMNS = {
     "config_hash": ("provenance", "config_hash"),
     "ensemble.size": ("ensemble", "size"),
     "ensemble.energy_std": ("ensemble", "energy", "std"),  # spread over the members
+    "norm.max_drift": ("norm", "max_drift"),  # equation=tdse
 }
 # Only when some job's summary has them.
-OPTIONAL_COLUMNS = {"config_hash", "ensemble.size", "ensemble.energy_std"}
+OPTIONAL_COLUMNS = {"config_hash", "ensemble.size", "ensemble.energy_std", "norm.max_drift"}
+# equation=tdse jobs are ranked by psi's relative L2 error over space and time.
+TDSE_OBJECTIVE = "wavefunction.l2_error"
 
 LOG_LINE = re.compile(r"^\[[^\]]*\]\[([^\]]*)\]\[([A-Z]+)\] - (.*)$")  # Hydra's job_logging format
 NOTHING_LOGGED = "no summary.json and an empty log: still running, killed, or failed before logging"
@@ -79,7 +82,8 @@ class Job:
 
     @property
     def objective(self) -> float | None:
-        return finite(self.value(OBJECTIVE))
+        tdse = isinstance(self.summary, dict) and self.summary.get("equation") == "tdse"
+        return finite(self.value(TDSE_OBJECTIVE if tdse else OBJECTIVE))
 
 
 def dig(tree, path: Iterable[str]):

@@ -379,7 +379,10 @@ def _check_equation(cfg: Config, potential) -> None:
     _require(cfg.state == 0, f"state={cfg.state} is for eigenproblems; equation=tdse has none")
     _require(cfg.train.ensemble == 1, "train.ensemble > 1 is for eigenproblems, not equation=tdse")
     _require(tm.T > 0, f"time.T={tm.T} must be > 0 (the end time)")
-    _require(tm.windows >= 1, f"time.windows={tm.windows} must be >= 1")
+    _require(
+        tm.windows is None or tm.windows >= 1,
+        f"time.windows={tm.windows} must be >= 1 (or null: chosen from the energies)",
+    )
     _require(tm.points >= 2, f"time.points={tm.points} must be >= 2 (nodes in t per window)")
     _require(tm.frames >= 2, f"time.frames={tm.frames} must be >= 2 (times on the output grid)")
     if cfg.initial is None:
