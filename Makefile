@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,sweeps]"
 	touch $(STAMP)
 
-.PHONY: help install run test test-slow test-all lint format bench bench-speed bench-second-order bench-ensemble clean
+.PHONY: help install run test test-slow test-all lint format bench bench-tdse bench-speed bench-second-order bench-ensemble clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,8 +38,12 @@ format: $(STAMP) ## ruff format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP) ## accuracy benchmark: 1-D and 2-D defaults and variants, ~35 min (writes bench-results/)
+bench: $(STAMP) ## accuracy benchmark: 1-D and 2-D eigenproblems, then dynamics, ~50 min (writes bench-results/)
 	$(BIN)/python -m benchmarks.accuracy --out bench-results/accuracy.md
+	$(BIN)/python -m benchmarks.tdse --out bench-results/tdse.md
+
+bench-tdse: $(STAMP) ## the time-dependent cases alone: wave packets, coherent state, beats (~15 min)
+	$(BIN)/python -m benchmarks.tdse --out bench-results/tdse.md
 
 bench-speed: $(STAMP) ## speed benchmark against the PyTorch and DeepXDE peers
 	$(BIN)/python -m benchmarks.speed --out bench-results/speed.md

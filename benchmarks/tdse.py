@@ -33,8 +33,11 @@ CASES: list[tuple[str, list[str], tuple[float, float, float]]] = [
     ("barrier", ["initial=gaussian"], (1e-3, 1e-6, 300.0)),
     # two more: a phase-only eigenstate and a packet in the finite well
     ("finite_well", ["initial=eigen", "initial.n=1", "time.T=0.2"], (1e-5, 1e-8, 120.0)),
-    ("harmonic", ["initial=gaussian", "initial.x0=-1", "initial.k0=2", "initial.sigma=0.8",
-                  "time.T=1.0"], (1e-4, 1e-6, 180.0)),  # fmt: skip
+    (
+        "harmonic",
+        ["initial=gaussian", "initial.x0=-1", "initial.k0=2", "initial.sigma=0.8", "time.T=1.0"],
+        (1e-4, 1e-6, 180.0),
+    ),
 ]
 
 

@@ -173,7 +173,7 @@ class GaussianInitialConfig(InitialConfig):
     # mean wave number (the kinetic energy is about k0^2 + 1 / (4 sigma^2)); null: k0^2 is the
     # range of V, so a packet meets a barrier at about its height
     k0: float | None = None
-    sigma: float | None = None  # null: a fiftieth of the domain
+    sigma: float | None = None  # null: a fortieth of the domain
 
 
 @dataclass
@@ -212,7 +212,9 @@ INITIAL_SCHEMAS: dict[str, type[InitialConfig]] = {
 class TimeConfig:
     """The time axis of equation=tdse."""
 
-    T: float = 0.03  # the end time
+    # the end time; the default suits the default packet on the unit box: with the barrier,
+    # its fast part has crossed and its slow part is turning back
+    T: float = 0.01
     # K: train on [0, T/K], then each next window from the last one's end; null: enough that
     # each window sees about 3 radians of exp(-i E t) at the initial state's top energies
     windows: int | None = None

@@ -212,6 +212,11 @@ def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: boo
         potential = potential_from(cfg)
         psi0 = initial_state(cfg, potential)
         grid = grid_from(cfg, potential, psi0)
+        log.info(
+            "%s on %s: %d window(s) of %.6g, %d x %d nodes each; x input scaled over [%.4g, %.4g]",
+            *(psi0.name, potential.name, grid.windows, grid.tau, grid.x.size, grid.t.size),
+            *grid.features,
+        )
         windows = train_windows(cfg, potential, psi0, grid, run_dir, metrics, stop, resume)
         summary = judge_run(cfg, potential, psi0, grid, windows, run_dir)
         summary["provenance"] = provenance_block

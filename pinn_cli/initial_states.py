@@ -60,12 +60,12 @@ def _packet(name: str, potential, psi: Callable, psi_xx: Callable, where: str) -
 def gaussian(potential, x0: float | None, k0: float | None, sigma: float | None) -> InitialState:
     """exp(-(x - x0)^2 / (4 sigma^2) + i k0 x): |psi0|^2 has standard deviation sigma.
 
-    Defaults: x0 a quarter into the domain, sigma 1/50 of it, and k0^2 = max V - min V, so that
+    Defaults: x0 a quarter into the domain, sigma 1/40 of it, and k0^2 = max V - min V, so that
     the mean kinetic energy straddles a barrier's height: part of the packet is reflected, part
     goes over or through."""
     lo, hi = potential.domain
     x0 = lo + 0.25 * (hi - lo) if x0 is None else float(x0)
-    sigma = (hi - lo) / 50.0 if sigma is None else float(sigma)
+    sigma = (hi - lo) / 40.0 if sigma is None else float(sigma)
     if k0 is None:
         v = np.asarray(potential(np.linspace(lo, hi, 2001)), float)
         k0 = math.sqrt(float(np.max(v) - np.min(v)))

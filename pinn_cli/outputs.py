@@ -74,8 +74,9 @@ class MetricsWriter:
         self._fields = fields  # None: the first record's keys
 
     def truncate_after(self, state: int, step: int, key: str = "state") -> None:
-        """Keep rows up to (state, step), the state (or time window) in column `key`: a resumed
-        run's metrics read as one uninterrupted run."""
+        """Drop the rows of `state` (or time window; column `key`) after `step`, where its
+        restored checkpoint is: a resumed run's metrics read as one uninterrupted run. The rows
+        of other states stay (each later state truncates its own when it is restored)."""
         if not self.path.exists():
             return
         with self.path.open(newline="") as f:
@@ -86,7 +87,7 @@ class MetricsWriter:
         with self.path.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self._fields)
             writer.writeheader()
-            writer.writerows(r for r in rows if (int(r[key]), int(r["step"])) <= (state, step))
+            writer.writerows(r for r in rows if int(r[key]) != state or int(r["step"]) <= step)
 
     def write(self, record: dict) -> None:
         if self._fields is None:

@@ -212,3 +212,45 @@ def test_a_time_dependent_run_writes_its_files(coherent_run):
     np.testing.assert_allclose(rows["x_ref"], np.cos(2.0 * rows["t"]), atol=1e-9)  # x0 cos 2wt
     np.testing.assert_allclose(rows["x"], rows["x_ref"], atol=1e-2)
     assert result.objective == summary["wavefunction"]["l2_error"]
+
+
+def test_a_resumed_run_continues_from_each_window_s_checkpoint(coherent_run, tmp_path):
+    """Resuming a finished time-dependent run restores every window's last checkpoint: no step
+    is trained again and the judged numbers are the same."""
+    import shutil
+
+    result, run_dir = coherent_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    assert sorted(p.name for p in (copy / "checkpoints").iterdir()) == ["window_0", "window_1"]
+    cfg = config(
+        "potential=harmonic", "initial=coherent", "time.T=0.4", "time.windows=2",
+        "optim.refine_steps=120", "time.frames=21",
+    )  # fmt: skip
+    again = dynamics.run(cfg, copy, resume=True)
+    assert again.summary["steps"] == result.summary["steps"] == 240
+    assert again.summary["wavefunction"]["l2_error"] == pytest.approx(
+        result.summary["wavefunction"]["l2_error"], rel=1e-9
+    )
+    rows = np.genfromtxt(copy / "metrics.csv", delimiter=",", names=True)
+    assert rows.size == np.genfromtxt(run_dir / "metrics.csv", delimiter=",", names=True).size
+
+
+def test_pinn_report_ranks_time_dependent_jobs_by_their_l2_error(tmp_path):
+    from pinn_cli.report import Job
+
+    def job(summary):
+        return Job(tmp_path, "0", 0, {}, summary, "completed", None)
+
+    tdse_job = job(
+        {
+            "equation": "tdse",
+            "wavefunction": {"l2_error": 3e-5},
+            "norm": {"max_drift": 1e-6},
+            "energy": {"rel_error": 0.5},
+        }
+    )
+    eigen_job = job({"wavefunction": {"l2_error": 3e-5}, "energy": {"rel_error": 2e-9}})
+    assert tdse_job.objective == 3e-5
+    assert eigen_job.objective == 2e-9
+    assert tdse_job.value("norm.max_drift") == 1e-6
