@@ -35,7 +35,7 @@ CASES: list[tuple[str, list[str], tuple[float, float, float]]] = [
     ("finite_well", ["initial=eigen", "initial.n=1", "time.T=0.2"], (1e-5, 1e-8, 120.0)),
     (
         "harmonic",
-        ["initial=gaussian", "initial.x0=-1", "initial.k0=2", "initial.sigma=0.8", "time.T=1.0"],
+        ["initial=gaussian", "initial.x0=-1", "initial.k0=2", "initial.sigma=0.5", "time.T=1.0"],
         (1e-4, 1e-6, 180.0),
     ),
 ]

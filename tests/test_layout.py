@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "pinn_cli"
 # module -> the layer it sits in; a module may import only from its own layer or lower ones.
 LAYERS = {
     "cli": 6,
+    "api": 6,
     "report": 6,
     "experiment": 5,
     "dynamics": 5,
