@@ -18,7 +18,15 @@ from . import outputs, provenance
 from .assemble import Built, plan_from, potential_from
 from .config import Config, ConfigError
 from .experiment import RunResult, configure_jax, failure_recorded, train_one
-from .initial_states import InitialStateError, make_initial_state
+from .initial_states import (
+    ENERGY_SPREAD,
+    InitialStateError,
+    auto_windows,
+    energy_moments,
+    feature_interval,
+    make_initial_state,
+    space_points,
+)
 from .process import EXIT_DIVERGED, EXIT_SUSPECT, StopFlag
 
 log = logging.getLogger("pinn_run")
@@ -56,19 +64,6 @@ class Grid:
     features: tuple[float, float]  # the x interval the network's input is scaled over
 
 
-# Windows when time.windows is null: psi turns its phase by E t, and one window should see at
-# most this many radians of it at the top of the initial state's energies (<H> + 3 Delta H).
-# Measured: the infinite-well beat [1, 1] at 7.3 rad per window and 8 time nodes lost the time
-# dependence between the nodes (error 6.6e-5, norm drift 1e-4); at 3 rad it was resolved.
-PHASE_PER_WINDOW = 3.0
-MAX_AUTO_WINDOWS = 64
-ENERGY_SPREAD = 3.0  # "the top of the energies": <H> + ENERGY_SPREAD * Delta H
-# Gauss nodes in x per wavelength at the top energy's wave number sqrt(E_top - min V), at least
-# (train.points is the floor). Measured: a packet in the oscillator at 5.8 nodes per wave was
-# aliased (norm drift 9e-3 on a loss of 1e-8, L2 6e-3); the coherent state at 10 was not.
-NODES_PER_WAVE = 10.0
-
-
 def grid_from(cfg: Config, potential, psi0) -> Grid:
     from . import quadrature
 
@@ -80,50 +75,6 @@ def grid_from(cfg: Config, potential, psi0) -> Grid:
     t, wt = quadrature.gauss_pieces([(0.0, tau)], [cfg.time.points])
     features = feature_interval(potential, mean + ENERGY_SPREAD * width)
     return Grid(rule.x[:, 0], rule.w, t, wt, tau, windows, features)
-
-
-def space_points(potential, top_energy: float, floor: int) -> int:
-    """x nodes: NODES_PER_WAVE per wavelength of the fastest wave the state holds, at least
-    `floor` (train.points)."""
-    lo, hi = potential.domain
-    v_min = float(np.min(np.asarray(potential(np.linspace(lo, hi, 2001)), float)))
-    waves = np.sqrt(max(top_energy - v_min, 0.0)) * (hi - lo) / (2.0 * np.pi)
-    return max(floor, int(np.ceil(NODES_PER_WAVE * waves)))
-
-
-def auto_windows(top_energy: float, end: float) -> int:
-    """Enough windows that each sees at most PHASE_PER_WINDOW radians of exp(-i E t)."""
-    return int(min(MAX_AUTO_WINDOWS, max(1, np.ceil(abs(top_energy) * end / PHASE_PER_WINDOW))))
-
-
-def energy_moments(potential, psi0) -> tuple[float, float]:
-    """<H> and Delta H = sqrt(<H^2> - <H>^2) of the initial state, on a fine rule."""
-    from . import quadrature
-
-    rule = quadrature.gauss_fixed(potential.box, 256)
-    x = rule.x[:, 0]
-    v = np.asarray(potential(x), float) * np.ones_like(x)
-    p, p_xx = psi0.values(x)
-    h_p = -p_xx + v * p
-    mean = float(np.real(np.sum(rule.w * np.conj(p) * h_p)))
-    return mean, float(np.sqrt(max(np.sum(rule.w * np.abs(h_p) ** 2) - mean**2, 0.0)))
-
-
-def feature_interval(potential, top_energy: float, margin: float = 0.25):
-    """Where psi can go: the x where V <= the top of the initial state's energies (energy is
-    conserved, so the packet stays there but for its decaying tails), widened by `margin` of
-    its length on each side, within the domain. The network's x input is scaled over this
-    interval: a packet in a wide oscillator box then spans the input's range (the first window
-    of the coherent state reached a 4x lower loss in 600 steps)."""
-    lo, hi = potential.domain
-    x = np.linspace(lo, hi, 4001)
-    v = np.asarray(potential(x), float) * np.ones_like(x)
-    allowed = x[v <= top_energy]
-    if allowed.size == 0:
-        return lo, hi
-    a, b = float(allowed.min()), float(allowed.max())
-    pad = margin * (b - a)
-    return max(lo, a - pad), min(hi, b + pad)
 
 
 def build_window(cfg: Config, potential, grid: Grid, k: int, start, start_xx) -> Built:

@@ -71,6 +71,7 @@ def test_the_quickstart_notebook_runs(tmp_path):
     text = "".join(
         out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
     )
-    assert "completed" in text
-    assert text.count("energy rel. error") == 3
-    assert list(tmp_path.glob("outputs/*/*/notebook_psi.png"))
+    assert "completed" in text, text
+    assert text.count("energy rel. error") == 3, text
+    figures = list(tmp_path.glob("outputs/*/*/notebook_psi.png"))
+    assert figures, sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.png"))

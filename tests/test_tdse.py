@@ -139,6 +139,21 @@ def test_an_eigen_initial_state_only_turns_its_phase():
     np.testing.assert_allclose(phase, np.exp(-1j * state.energies[2] * t), atol=1e-10)
 
 
+@pytest.mark.parametrize("omega,x0", [(1.0, 1.0), (2.0, -0.5)])
+def test_the_energy_moments_of_a_coherent_state(omega, x0):
+    """<H> = omega + omega^2 x0^2 and Delta H = sqrt(2 omega^3) |x0| (H = -d2/dx2 + omega^2 x^2);
+    they set the windows (3 rad each at <H> + 3 Delta H) and the x nodes (10 per wavelength)."""
+    well = potentials.make_potential("harmonic", omega=omega)
+    mean, width = initial_states.energy_moments(well, initial_states.coherent(well, x0))
+    assert mean == pytest.approx(omega + omega**2 * x0**2, rel=1e-10)
+    assert width == pytest.approx(math.sqrt(2 * omega**3) * abs(x0), rel=1e-8)
+    top = mean + 3 * width
+    assert initial_states.auto_windows(top, math.pi) == math.ceil(top * math.pi / 3.0)
+    waves = math.sqrt(top) * 16 / (2 * math.pi)  # min V = 0 on [-8, 8]
+    assert initial_states.space_points(well, top, 8) == math.ceil(10 * waves)
+    assert initial_states.space_points(well, top, 500) == 500
+
+
 @pytest.mark.parametrize(
     "overrides,needle",
     [
