@@ -25,7 +25,7 @@ from .initial_states import (
     energy_moments,
     feature_interval,
     make_initial_state,
-    space_points,
+    space_pieces,
 )
 from .process import EXIT_DIVERGED, EXIT_SUSPECT, StopFlag
 
@@ -69,12 +69,12 @@ def grid_from(cfg: Config, potential, psi0) -> Grid:
 
     mean, width = energy_moments(potential, psi0)
     top = mean + ENERGY_SPREAD * width
-    rule = quadrature.gauss(potential.box, space_points(potential, top, cfg.train.points))
+    features = feature_interval(potential, top)
+    x, w = quadrature.gauss_pieces(*space_pieces(potential, top, features, cfg.train.points))
     windows = cfg.time.windows or auto_windows(top, cfg.time.T)
     tau = cfg.time.T / windows
     t, wt = quadrature.gauss_pieces([(0.0, tau)], [cfg.time.points])
-    features = feature_interval(potential, mean + ENERGY_SPREAD * width)
-    return Grid(rule.x[:, 0], rule.w, t, wt, tau, windows, features)
+    return Grid(x, w, t, wt, tau, windows, features)
 
 
 def build_window(cfg: Config, potential, grid: Grid, k: int, start, start_xx) -> Built:

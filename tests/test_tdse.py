@@ -149,9 +149,14 @@ def test_the_energy_moments_of_a_coherent_state(omega, x0):
     assert width == pytest.approx(math.sqrt(2 * omega**3) * abs(x0), rel=1e-8)
     top = mean + 3 * width
     assert initial_states.auto_windows(top, math.pi) == math.ceil(top * math.pi / 3.0)
-    waves = math.sqrt(top) * 16 / (2 * math.pi)  # min V = 0 on [-8, 8]
-    assert initial_states.space_points(well, top, 8) == math.ceil(10 * waves)
-    assert initial_states.space_points(well, top, 500) == 500
+    region = initial_states.feature_interval(well, top)
+    turning = math.sqrt(top) / omega  # V = top there
+    assert region[1] == pytest.approx(min(8.0, 1.5 * turning), abs=0.01)
+    pieces, counts = initial_states.space_pieces(well, top, region, floor=64)
+    assert pieces[0][0] == -8.0 and pieces[-1][1] == 8.0
+    inside = [n for (a, b), n in zip(pieces, counts) if region[0] <= a and b <= region[1]]
+    waves = math.sqrt(top) * (region[1] - region[0]) / (2 * math.pi)  # min V = 0
+    assert sum(inside) >= 20 * waves
 
 
 @pytest.mark.parametrize(
