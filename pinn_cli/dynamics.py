@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import outputs, provenance
+from . import outputs
 from .assemble import Built, plan_from, potential_from
 from .config import Config, ConfigError
-from .experiment import RunResult, configure_jax, failure_recorded, train_one
+from .experiment import RunResult, exit_code, run_frame, train_one, write_summary
 from .initial_states import (
     ENERGY_SPREAD,
     InitialStateError,
@@ -27,7 +25,6 @@ from .initial_states import (
     make_initial_state,
     space_pieces,
 )
-from .process import EXIT_DIVERGED, EXIT_SUSPECT, StopFlag
 
 log = logging.getLogger("pinn_run")
 
@@ -165,15 +162,8 @@ def chain(windows: list[Window], tau: float, x: np.ndarray, t: np.ndarray, psi0,
 
 
 def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: bool = False):
-    """Train the windows 0..time.windows-1 in order, judge, write the run folder."""
-    t_start = time.perf_counter() if t_start is None else t_start
-    run_dir = Path(run_dir)
-    configure_jax(cfg)
-    provenance_block = provenance.collect(dataclasses.asdict(cfg), sys.argv)
-    log.info("config hash %s", provenance_block["config_hash"])
-    metrics = outputs.MetricsWriter(run_dir / outputs.METRICS, metric_fields(cfg))
-    stop = StopFlag()
-    with stop.installed(), failure_recorded(cfg, run_dir, provenance_block):
+    """Train the windows in order, judge, write the run folder; returns a RunResult."""
+    with run_frame(cfg, run_dir, metric_fields(cfg), t_start) as frame:
         potential = potential_from(cfg)
         psi0 = initial_state(cfg, potential)
         grid = grid_from(cfg, potential, psi0)
@@ -182,15 +172,10 @@ def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: boo
             *(psi0.name, potential.name, grid.windows, grid.tau, grid.x.size, grid.t.size),
             *grid.features,
         )
-        windows = train_windows(cfg, potential, psi0, grid, run_dir, metrics, stop, resume)
-        summary = judge_run(cfg, potential, psi0, grid, windows, run_dir)
-        summary["provenance"] = provenance_block
-        summary["timing"].update(
-            startup_s=(windows[0].result.first_step_at or time.perf_counter()) - t_start,
-            compile_s=sum(w.result.compile_s for w in windows),
-            wall_s=time.perf_counter() - t_start,
-        )
-        outputs.write_json_atomic(run_dir / outputs.SUMMARY, summary)
+        args = (frame.run_dir, frame.metrics, frame.stop, resume)
+        windows = train_windows(cfg, potential, psi0, grid, *args)
+        summary = judge_run(cfg, potential, psi0, grid, windows, frame.run_dir)
+        write_summary(frame, summary, [w.result for w in windows])
         log.info(
             "relative L2 error over space-time %.3e (at t = T %.3e); norm drift %.2e; "
             "<H> drift %.2e",
@@ -199,13 +184,7 @@ def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: boo
             summary["norm"]["max_drift"],
             summary["energy"]["max_drift"],
         )
-    status = windows[-1].result.status
-    code = {"diverged": EXIT_DIVERGED, "interrupted": stop.exit_code}.get(status, 0)
-    if code == 0 and summary["status"] == "suspect" and cfg.checks.strict:
-        code = EXIT_SUSPECT
-    if stop() and code == 0:
-        code = stop.exit_code
-    return RunResult(code, summary)
+    return RunResult(exit_code(cfg, windows[-1].result.status, summary, frame.stop), summary)
 
 
 def metric_fields(cfg: Config) -> list[str]:

@@ -49,39 +49,69 @@ def objective(summary: dict) -> float | None:
 
 def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: bool = False):
     """Train and judge states 0..cfg.state into `run_dir`; returns a RunResult."""
+    with run_frame(cfg, run_dir, _metric_fields(cfg), t_start) as frame:
+        runs, basis = _train_states(cfg, frame.run_dir, frame.metrics, frame.stop, resume)
+        if cfg.train.ensemble > 1:
+            summary = judging.judge_ensemble(cfg, runs[0], frame.run_dir)
+        else:
+            summary = judging.judge_states(cfg, runs, basis, frame.run_dir)
+        write_summary(frame, summary, [r.result for r in runs])
+        _log_summary(summary)
+    return RunResult(exit_code(cfg, runs[-1].result.status, summary, frame.stop), summary)
+
+
+@dataclass
+class Frame:
+    """What every kind of run sets up before training: its folder, metrics.csv, the signal
+    flag, the provenance block and when it started."""
+
+    run_dir: Path
+    metrics: outputs.MetricsWriter
+    stop: StopFlag
+    provenance: dict
+    t_start: float
+
+
+@contextmanager
+def run_frame(cfg: Config, run_dir: Path, fields: list[str], t_start: float | None = None):
+    """JAX configured, provenance logged, metrics.csv opened; inside it the signal handlers are
+    installed until the last file is written (a signal after training lets the outputs finish,
+    then the run exits with the signal's code), and a file that cannot be written is recorded
+    in summary.json."""
     t_start = time.perf_counter() if t_start is None else t_start
     run_dir = Path(run_dir)
     configure_jax(cfg)
     provenance_block = provenance.collect(dataclasses.asdict(cfg), sys.argv)
     log.info("config hash %s", provenance_block["config_hash"])
-    metrics = outputs.MetricsWriter(run_dir / outputs.METRICS, _metric_fields(cfg))
+    metrics = outputs.MetricsWriter(run_dir / outputs.METRICS, fields)
     stop = StopFlag()
-    # Installed until the last file is written: a signal after training lets the outputs finish,
-    # then the run exits with the signal's code.
     with stop.installed(), failure_recorded(cfg, run_dir, provenance_block):
-        runs, basis = _train_states(cfg, run_dir, metrics, stop, resume)
-        if cfg.train.ensemble > 1:
-            summary = judging.judge_ensemble(cfg, runs[0], run_dir)
-        else:
-            summary = judging.judge_states(cfg, runs, basis, run_dir)
-        summary["provenance"] = provenance_block
-        summary["timing"].update(
-            # Imports, configuration, building and the compilation of the first block:
-            # everything before the first training step (later stages compile when they start).
-            startup_s=(runs[0].result.first_step_at or time.perf_counter()) - t_start,
-            compile_s=sum(r.result.compile_s for r in runs),
-            wall_s=time.perf_counter() - t_start,
-        )
-        outputs.write_json_atomic(run_dir / outputs.SUMMARY, summary)
-        _log_summary(summary)
-    status = runs[-1].result.status
+        yield Frame(run_dir, metrics, stop, provenance_block, t_start)
+
+
+def write_summary(frame: Frame, summary: dict, results: list) -> None:
+    """summary.json, with the provenance and the timing of the fits (train.FitResult)."""
+    summary["provenance"] = frame.provenance
+    summary["timing"].update(
+        # Imports, configuration, building and the compilation of the first block: everything
+        # before the first training step (later stages compile when they start).
+        startup_s=(results[0].first_step_at or time.perf_counter()) - frame.t_start,
+        compile_s=sum(r.compile_s for r in results),
+        wall_s=time.perf_counter() - frame.t_start,
+    )
+    outputs.write_json_atomic(frame.run_dir / outputs.SUMMARY, summary)
+
+
+def exit_code(cfg: Config, status: str, summary: dict, stop: StopFlag) -> int:
+    """The process's exit code: diverged, interrupted, suspect (checks.strict) or 0; a signal
+    after training still exits with the signal's code, once the outputs are written."""
     code = {"diverged": EXIT_DIVERGED, "interrupted": stop.exit_code}.get(status, 0)
     if code == 0 and summary["status"] == "suspect" and cfg.checks.strict:
         code = EXIT_SUSPECT
     if stop() and code == 0:
         log.info("stopped by a signal after training; the outputs were written first")
         code = stop.exit_code
-    return RunResult(code, summary)
+    return code
 
 
 @contextmanager
