@@ -6,6 +6,7 @@ propagation, and the run folder. `run(cfg, run_dir) -> RunResult`, as experiment
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,24 +117,29 @@ def build_window(cfg: Config, potential, grid: Grid, k: int, start, start_xx) ->
     return Built(potential, problem, plan, train.init_state(problem, plan, params))
 
 
+@functools.cache
+def _compiled_fields():
+    """tdse.fields compiled once per grid shape for all windows (their trial functions, the
+    static arguments, are equal), not once per call."""
+    import jax
+
+    from . import tdse
+
+    return jax.jit(tdse.fields, static_argnums=(0, 1, 2))
+
+
 def window_fields(window: Window, x: np.ndarray, t: np.ndarray, start, start_xx):
     """psi and psi'' (T, X) complex of one window at local times t (T,) and points x (X,), from
     its start values there."""
-    import jax
     import jax.numpy as jnp
-
-    from . import tdse
 
     problem = window.built.problem
     xt = np.stack(np.meshgrid(x, t, indexing="xy"), -1).reshape(-1, 2)  # (T * X, 2), x fastest
     tile = lambda z: np.tile(np.stack([z.real, z.imag], -1), (t.size, 1))  # noqa: E731
-
-    @jax.jit
-    def evaluate(params, xt, s, s_xx):
-        return tdse.fields(problem.net, problem.interval, problem.window, params, xt, s, s_xx)
-
+    evaluate = _compiled_fields()
     dtype = problem.x.dtype
     p, _, p_xx = evaluate(
+        *(problem.net, problem.interval, problem.window),
         window.result.params["net"],
         jnp.asarray(xt, dtype),
         jnp.asarray(tile(start), dtype),
