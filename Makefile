@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,sweeps]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,sweeps,trackers]"
 	touch $(STAMP)
 
 .PHONY: help install run test test-slow test-all lint format bench bench-tdse bench-speed bench-second-order bench-ensemble clean
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## create .venv and install pinn-run with its dev and sweep extras
+install: $(STAMP) ## create .venv and install pinn-run with its dev, sweep and tracker extras
 
 run: $(STAMP) ## train the default experiment (ARGS="potential=finite_well ..." for overrides)
 	$(BIN)/pinn-run $(ARGS)

@@ -138,6 +138,8 @@ def app(cfg: DictConfig) -> float | None:
             finished = _finished(run_dir)
             if finished is not None:
                 return finished
+        if multirun:
+            _name_tracked_job(typed)
         with RunLock(run_dir):
             runner = dynamics.run if typed.equation.name == "tdse" else experiment.run
             result = runner(typed, run_dir, t_start=t_start, resume=cfg.resume is not None)
@@ -168,6 +170,16 @@ def app(cfg: DictConfig) -> float | None:
             raise RunFailed(result.code)
         sys.exit(result.code)
     return result.objective
+
+
+def _name_tracked_job(cfg: Config) -> None:
+    """In a multirun, the trackers' experiment is the sweep (its folder) and each job's run is
+    named after its overrides, unless logger.experiment / logger.run_name say otherwise."""
+    hydra_cfg = HydraConfig.get()
+    cfg.logger.experiment = cfg.logger.experiment or str(hydra_cfg.sweep.dir)
+    cfg.logger.run_name = (
+        cfg.logger.run_name or hydra_cfg.job.override_dirname or str(hydra_cfg.job.num)
+    )
 
 
 def _finished(run_dir: Path) -> float | None:
@@ -272,8 +284,32 @@ def _report_compactly(func):
         sys.exit(err.code)
 
 
+VERSIONED = ("pinn-run", "jax", "jaxlib", "flax", "optax", "hydra-core", "omegaconf")
+
+
+def version_line() -> str:
+    """`pinn-run --version`: this package's version and those of what it runs on, read from the
+    installed packages' metadata (nothing is imported, so it answers at once)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    first, *rest = VERSIONED
+    parts = ", ".join(f"{name} {of(name)}" for name in rest)
+    return f"{first} {of(first)} ({parts}; Python {platform.python_version()})"
+
+
 def main() -> None:
     import hydra._internal.utils as hydra_utils
+
+    if "--version" in sys.argv[1:]:  # Hydra's own flag would print only Hydra's version
+        print(version_line())
+        return
 
     logging.raiseExceptions = False  # a log that cannot be written (a full disk) prints nothing
 
@@ -282,6 +318,8 @@ def main() -> None:
     if not OmegaConf.has_resolver("pinn_unique"):
         OmegaConf.register_new_resolver("pinn_unique", unique_dir)
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    # optuna 2.10's storage (the sweeps extra) on SQLAlchemy 1.4 warns about SQLAlchemy 2.0
+    os.environ.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
     sys.argv = [sys.argv[0], *_argv_for_resume(sys.argv[1:])]
     hydra.main(version_base="1.3", config_path="conf", config_name="config")(app)()
 

@@ -297,6 +297,19 @@ class ChecksConfig:
 
 
 @dataclass
+class LoggerConfig:
+    """Experiment trackers the run is mirrored to (the logger group: none, tensorboard,
+    mlflow, or a list of them); the run folder is written either way."""
+
+    tensorboard: bool = False  # event files in RUN/tensorboard/
+    mlflow: bool = False
+    # null: a file store in mlruns/ of the folder pinn-run starts in; or a server's URI
+    tracking_uri: str | None = None
+    experiment: str | None = None  # null: the sweep's folder in a multirun, else "pinn-run"
+    run_name: str | None = None  # null: the job's overrides in a multirun, else the folder's name
+
+
+@dataclass
 class Config:
     # One of POTENTIAL_SCHEMAS, chosen by the potential group (OmegaConf has no unions).
     potential: Any = MISSING
@@ -306,6 +319,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     checks: ChecksConfig = field(default_factory=ChecksConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     equation: EquationConfig = field(default_factory=EquationConfig)
     # One of INITIAL_SCHEMAS (the initial group), for equation=tdse; null: a gaussian packet.
     initial: Any = None

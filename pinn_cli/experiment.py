@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import judging, outputs, provenance
+from . import judging, outputs, provenance, trackers
 from .assemble import Built, build
 from .config import Config, ConfigError
 from .judging import StateRun, network_values
@@ -66,10 +66,11 @@ class Frame:
     flag, the provenance block and when it started."""
 
     run_dir: Path
-    metrics: outputs.MetricsWriter
+    metrics: outputs.MetricsWriter | trackers.TrackedMetrics
     stop: StopFlag
     provenance: dict
     t_start: float
+    trackers: trackers.Trackers
 
 
 @contextmanager
@@ -84,9 +85,22 @@ def run_frame(cfg: Config, run_dir: Path, fields: list[str], t_start: float | No
     provenance_block = provenance.collect(dataclasses.asdict(cfg), sys.argv)
     log.info("config hash %s", provenance_block["config_hash"])
     metrics = outputs.MetricsWriter(run_dir / outputs.METRICS, fields)
+    mirror = open_trackers(cfg, run_dir, provenance_block)
     stop = StopFlag()
-    with stop.installed(), failure_recorded(cfg, run_dir, provenance_block):
-        yield Frame(run_dir, metrics, stop, provenance_block, t_start)
+    with stop.installed(), failure_recorded(cfg, run_dir, provenance_block, mirror):
+        tee = trackers.TrackedMetrics(metrics, mirror) if mirror.live else metrics
+        yield Frame(run_dir, tee, stop, provenance_block, t_start, mirror)
+
+
+def open_trackers(cfg: Config, run_dir: Path, provenance_block: dict) -> trackers.Trackers:
+    """The experiment trackers cfg.logger chooses (none by default), started for this run."""
+    tags = {
+        "config_hash": provenance_block["config_hash"],
+        "potential": cfg.potential.name,
+        "equation": cfg.equation.name,
+        "status": "running",
+    }
+    return trackers.open_trackers(cfg.logger, run_dir, dataclasses.asdict(cfg), tags)
 
 
 def write_summary(frame: Frame, summary: dict, results: list) -> None:
@@ -100,6 +114,9 @@ def write_summary(frame: Frame, summary: dict, results: list) -> None:
         wall_s=time.perf_counter() - frame.t_start,
     )
     outputs.write_json_atomic(frame.run_dir / outputs.SUMMARY, summary)
+    if isinstance(frame.metrics, trackers.TrackedMetrics):
+        frame.metrics.flush()
+    frame.trackers.finish(summary, frame.run_dir)
 
 
 def exit_code(cfg: Config, status: str, summary: dict, stop: StopFlag) -> int:
@@ -115,13 +132,18 @@ def exit_code(cfg: Config, status: str, summary: dict, stop: StopFlag) -> int:
 
 
 @contextmanager
-def failure_recorded(cfg: Config, run_dir: Path, provenance_block: dict):
+def failure_recorded(cfg: Config, run_dir: Path, provenance_block: dict, mirror=None):
     """A file that cannot be written (a full disk, a folder made read-only) ends the run; before
     the error goes on to the caller, summary.json records status "failed" and why, where the
-    disk still takes it. The checkpoints written so far stay: resume continues from them."""
+    disk still takes it. The checkpoints written so far stay: resume continues from them. Any
+    error that ends the run is recorded in the trackers as a failed run."""
     try:
         yield
-    except OSError as err:
+    except BaseException as err:
+        if mirror is not None:
+            mirror.fail("failed", f"{type(err).__name__}: {err}")
+        if not isinstance(err, OSError):
+            raise
         failed = {
             "status": "failed",
             "stop_reason": f"could not write {err.filename or run_dir}: {err.strerror or err}",

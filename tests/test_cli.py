@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 import time
@@ -128,3 +129,35 @@ def test_unique_dir_never_returns_a_folder_that_exists(tmp_path):
         str(tmp_path / n) for n in ("12-00-00", "12-00-00_1", "12-00-00_2")
     ]
     assert all((tmp_path / n).is_dir() for n in ("12-00-00", "12-00-00_1", "12-00-00_2"))
+
+
+def test_version_names_this_package_and_what_it_runs_on(pinn_run):
+    from importlib.metadata import version
+
+    proc = pinn_run("--version")
+    assert proc.returncode == 0 and proc.stderr == ""
+    line = proc.stdout.strip()
+    assert line.startswith(f"pinn-run {version('pinn-run')} (")
+    assert f"jax {version('jax')}" in line and f"flax {version('flax')}" in line
+    assert "Hydra" not in line  # not Hydra's own --version
+
+
+def test_shell_completion_completes_groups_and_keys(tmp_path):
+    def complete(line: str) -> set[str]:
+        env = {**os.environ, "COMP_LINE": line}
+        proc = subprocess.run(
+            [str(BIN / "pinn-run"), "-sc", "query=bash"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        return set(proc.stdout.split())
+
+    assert complete("pinn-run potential=fin") == {
+        "potential=finite_well",
+        "potential=finite_well2d",
+    }
+    assert {"logger=mlflow", "logger=tensorboard", "logger=none"} <= complete("pinn-run logger=")
+    assert "model.width=" in complete("pinn-run model.")

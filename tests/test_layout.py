@@ -52,6 +52,7 @@ LAYERS = {
     "initial_states": 0,
     "evaluation_time": 0,
     "propagation": 0,
+    "trackers": 0,
 }
 TRAINING = {
     "train",

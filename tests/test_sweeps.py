@@ -208,6 +208,33 @@ def test_optuna_search_minimises_the_returned_energy_error(tmp_path):
     assert (sweep / "figures" / "error_vs_train.lr.png").exists()
 
 
+@pytest.mark.slow
+def test_an_optuna_study_stopped_after_3_trials_resumes_to_6_from_its_database(tmp_path):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = [
+        "experiment=optuna_search",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=resumed",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_jobs=1",
+        "model.depth=1",
+    ]
+    first = multirun(tmp_path / "first", *study)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = optuna.load_study(study_name="resumed", storage=storage).trials
+    assert [t.state.name for t in before] == ["COMPLETE"] * 3
+    second = multirun(tmp_path / "second", *study)
+    assert second.returncode == 0, second.stderr[-3000:]
+    after = optuna.load_study(study_name="resumed", storage=storage).trials
+    assert [t.number for t in after] == list(range(6))
+    assert all(t.state.name == "COMPLETE" for t in after)
+    assert [t.params for t in after[:3]] == [t.params for t in before]  # kept, not redone
+    values = [summary_of(tmp_path / "second" / str(n))["energy"]["rel_error"] for n in range(3)]
+    assert [t.value for t in after[3:]] == pytest.approx(values, rel=1e-12)
+
+
 def test_slurm_gpu_preset_writes_a_one_gpu_batch_script(tmp_path):
     """Real submitit against stand-in sbatch/srun: the batch script it submits is captured."""
     fake = tmp_path / "bin"
