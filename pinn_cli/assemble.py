@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import physics
+from .activations import Activation
 from .config import Config, ConfigError, potential_params
 from .potentials import make_potential
 
@@ -52,6 +53,12 @@ def plan_from(cfg: Config):
         cg_tol=o.cg_tol,
         ensemble=t.ensemble,
     )
+
+
+def activation_from(cfg: Config) -> Activation:
+    """The hidden layers' activation with its options, as a plain frozen value."""
+    m = cfg.model
+    return Activation(m.activation, m.adaptive, float(m.slope_scale), float(m.omega0))
 
 
 def output_scale(cfg: Config, potential) -> float:
@@ -109,7 +116,7 @@ def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None) -> Built:
         box=potential.box,
         width=m.width,
         depth=m.depth,
-        activation=m.activation,
+        activation=activation_from(cfg),
         output=(("exp" if n == 0 else "linear") if m.output == "auto" else m.output),
         breakpoint_features=m.breakpoint_features,
         key=ensemble.keys(cfg.seed, cfg.train.ensemble, fold=n),
@@ -127,6 +134,7 @@ def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None) -> Built:
         dtype=dtype,
         lower=lower,
         first_stage="ritz" if n > 0 else "residual",
+        slope_recovery=float(m.slope_recovery),
     )
     members = cfg.train.ensemble
     params = problem.init_params(prob, net, cfg.energy.init if n == 0 else None, members)

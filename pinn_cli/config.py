@@ -235,6 +235,14 @@ class ModelConfig:
     output_scale: float | None = None
     # Input features (x - b)_+^2 at each breakpoint b of V, so psi'' can jump where V does.
     breakpoint_features: bool = True
+    # activation=adaptive_tanh: tanh(n a z) with a trainable slope a per hidden layer ("layer")
+    # or per unit ("neuron"); n = slope_scale, a starts at 1/n (Jagtap et al. 2020)
+    adaptive: str = "layer"
+    slope_scale: float = 10.0
+    # weight of their slope-recovery term S(a) = 1 / mean_k exp(mean_i a_i^k) in the loss; 0: off
+    slope_recovery: float = 0.0
+    # activation=siren: the first layer is sin(omega0 z) (Sitzmann et al. 2020 use 30)
+    omega0: float = 30.0
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import outputs
-from .assemble import Built, plan_from, potential_from
+from .assemble import Built, activation_from, plan_from, potential_from
 from .config import Config, ConfigError
 from .experiment import RunResult, exit_code, run_frame, train_one, write_summary
 from .initial_states import (
@@ -90,7 +90,7 @@ def build_window(cfg: Config, potential, grid: Grid, k: int, start, start_xx) ->
         box=box,
         width=cfg.model.width,
         depth=cfg.model.depth,
-        activation=cfg.model.activation,
+        activation=activation_from(cfg),
         output="linear",
         breakpoint_features=cfg.model.breakpoint_features,
         key=jax.random.fold_in(jax.random.key(cfg.seed), k),
@@ -111,6 +111,7 @@ def build_window(cfg: Config, potential, grid: Grid, k: int, start, start_xx) ->
         start_xx=as_array(pairs(start_xx)),
         times=grid.t.size,
         norm0=float(np.sum(grid.w * np.abs(start) ** 2)),
+        slope_recovery=float(cfg.model.slope_recovery),
     )
     plan = plan_from(cfg)
     params = {"net": params}
@@ -195,6 +196,7 @@ def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: boo
 
 def metric_fields(cfg: Config) -> list[str]:
     fields = ["window", "step", "stage", "loss", "residual", "norm_drift", "lr", "elapsed_s"]
+    fields += ["slope_recovery"] if cfg.model.slope_recovery > 0 else []
     return fields + (
         ["cg_iters"] if cfg.optim.refine == "lm" and cfg.optim.solver != "explicit" else []
     )

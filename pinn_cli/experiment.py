@@ -174,6 +174,7 @@ def configure_jax(cfg: Config) -> None:
 def _metric_fields(cfg: Config) -> list[str]:
     terms = ["residual"] + (["norm"] if cfg.loss.normalization == "penalty" else [])
     terms += ["ritz"] if cfg.state > 0 else []
+    terms += ["slope_recovery"] if cfg.model.slope_recovery > 0 else []
     fields = ["state", "step", "stage", "loss", *terms, "energy", "rayleigh", "lr", "elapsed_s"]
     fields += ["cg_iters"] if cfg.optim.refine == "lm" and cfg.optim.solver != "explicit" else []
     return (["member"] if cfg.train.ensemble > 1 else []) + fields

@@ -7,7 +7,8 @@ tuple of one (..., width) array per axis, so each layer is 1 + 2d plain 2-D matm
 them into one (d, ..., width) array measured 2.8x slower in 2-D on XLA:CPU (broadcasting the
 activation's derivatives over the axis costs more than the matmuls), and in 1-D the tuple of one
 is exactly the scalar-x pass. Parameters travel as pure dicts (a plain pytree of arrays), which
-keeps the jitted code, the optimisers and the checkpoints simple.
+keeps the jitted code, the optimisers and the checkpoints simple. The activations and their
+Taylor rules (fixed, trainable, or mixing a layer's units) are in nonlinear.py.
 """
 
 from __future__ import annotations
@@ -19,63 +20,43 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .activations import get_activation
+from . import nonlinear
+from .activations import Activation
+from .nonlinear import Jet, Streams, elementwise_rule
 from .quadrature import Box
-
-Streams = tuple[jax.Array, ...]  # one array per axis
-# (f, df, d2f): the value (...,), and per axis the first and the pure second derivative.
-Jet = tuple[jax.Array, Streams, Streams]
-
-
-def tanh_rule(z, dz: Streams, d2z: Streams) -> Jet:
-    """tanh with its derivatives written out: tanh' = 1 - t^2, tanh'' = -2 t tanh'."""
-    t = jnp.tanh(z)
-    s1 = 1.0 - t * t
-    return t, tuple(s1 * a for a in dz), tuple(s1 * (c - 2.0 * t * a * a) for a, c in zip(dz, d2z))
-
-
-def elementwise_rule(f: Callable) -> Callable[[jax.Array, Streams, Streams], Jet]:
-    """(z, z', z'') -> (f(z), f(z)', f(z)'') for an elementwise f: the chain rule to second order,
-    along every axis.
-
-    f' and f'' come from nested unit-tangent jvps of f, which XLA fuses into one loop; tanh has
-    its rule written out, which trained 3-30% faster (docs/speed.md, before the redesign).
-    """
-    if f is jnp.tanh:
-        return tanh_rule
-
-    def rule(z, dz, d2z):
-        def value_and_slope(u):
-            return jax.jvp(f, (u,), (jnp.ones_like(u),))
-
-        (f0, f1), (_, f2) = jax.jvp(value_and_slope, (z,), (jnp.ones_like(z),))
-        return f0, tuple(f1 * a for a in dz), tuple(f2 * a * a + f1 * c for a, c in zip(dz, d2z))
-
-    return rule
 
 
 class MLP(nnx.Module):
     """Fully connected network R^in -> R (or R^outputs) with `depth` hidden layers of `width`
-    units. One output is returned without its axis: (...,); more as (..., outputs)."""
+    units. One output is returned without its axis: (...,); more as (..., outputs).
+
+    Each hidden layer has its own activation module (nonlinear.py); a trainable one's
+    parameters sit in the pytree under "activations", a fixed one adds nothing to it."""
 
     def __init__(
         self,
         in_features: int,
         width: int,
         depth: int,
-        activation: Callable,
+        activation: Activation,
         *,
         dtype,
         rngs,
         outputs: int = 1,
     ):
         sizes = [in_features] + [width] * depth
-        kw = dict(kernel_init=nnx.initializers.xavier_normal(), dtype=dtype, param_dtype=dtype)
+        kw = dict(dtype=dtype, param_dtype=dtype)
         self.hidden = nnx.List(
-            [nnx.Linear(a, b, rngs=rngs, **kw) for a, b in zip(sizes[:-1], sizes[1:])]
+            [
+                nnx.Linear(a, b, rngs=rngs, **nonlinear.linear_init(activation, k, a), **kw)
+                for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
+            ]
         )
-        self.out = nnx.Linear(width, outputs, rngs=rngs, **kw)
-        self.activation = activation
+        xavier = nnx.initializers.xavier_normal()
+        self.out = nnx.Linear(width, outputs, rngs=rngs, kernel_init=xavier, **kw)
+        self.activations = nnx.List(
+            [nonlinear.layer_activation(activation, k, width, dtype) for k in range(depth)]
+        )
         self.outputs = outputs
 
     def _last(self, a: jax.Array) -> jax.Array:
@@ -83,8 +64,8 @@ class MLP(nnx.Module):
 
     def features(self, z: jax.Array) -> jax.Array:
         """The last hidden layer's activations: the output is a linear map of these."""
-        for layer in self.hidden:
-            z = self.activation(layer(z))
+        for layer, act in zip(self.hidden, self.activations):
+            z = act(layer(z))
         return z
 
     def __call__(self, z: jax.Array) -> jax.Array:
@@ -92,11 +73,14 @@ class MLP(nnx.Module):
 
     def features_taylor(self, z: jax.Array, dz: Streams, d2z: Streams) -> Jet:
         """The last hidden layer and its derivatives, given the input's (z, dz, d2z)."""
-        act = elementwise_rule(self.activation)
-        for layer in self.hidden:
+        for layer, act in zip(self.hidden, self.activations):
             w = layer.kernel[...]
-            z, dz, d2z = act(layer(z), tuple(a @ w for a in dz), tuple(a @ w for a in d2z))
+            z, dz, d2z = act.taylor(layer(z), tuple(a @ w for a in dz), tuple(a @ w for a in d2z))
         return z, dz, d2z
+
+    def slopes(self) -> list[jax.Array]:
+        """The trainable slopes of adaptive activations, one array per hidden layer."""
+        return [a.slope[...] for a in self.activations if isinstance(a, nonlinear.AdaptiveTanh)]
 
     def taylor(self, z: jax.Array, dz: Streams, d2z: Streams) -> Jet:
         """The output and its derivatives, given the input's (z, dz, d2z)."""
@@ -201,6 +185,11 @@ class TrialFunction:
     def network(self, params) -> MLP:
         return nnx.merge(self.graphdef, params)
 
+    def slope_recovery(self, params) -> jax.Array | None:
+        """Jagtap et al.'s S(a) of the network's adaptive slopes; None when it has none."""
+        slopes = self.network(params).slopes()
+        return nonlinear.slope_recovery(slopes) if slopes else None
+
     def _jet(self, params, x: jax.Array) -> Jet:
         """psi with its derivatives along each axis."""
         n = self.network(params).taylor(*self.feature_taylor(x))
@@ -239,7 +228,7 @@ def make_trial_function(
     box: Box,
     width: int,
     depth: int,
-    activation: str,
+    activation: str | Activation,
     output: str,
     breakpoint_features: bool,
     key: jax.Array,
@@ -253,13 +242,14 @@ def make_trial_function(
     use its features and network (`feature_taylor`, `network`) with their own envelope.
 
     A batch of keys (shape (K,)) initialises K networks: every leaf gets a leading member axis,
-    and member i equals the network initialised from key[i] alone.
+    and member i equals the network initialised from key[i] alone. `activation`: a name (its
+    options at their defaults) or an `activations.Activation`.
     """
     kinks = box.breakpoints if breakpoint_features else ((),) * box.dim
     in_features = box.dim + sum(len(k) for k in kinks)
+    act = activation if isinstance(activation, Activation) else Activation(activation)
 
     def make(k):
-        act = get_activation(activation)
         rngs = nnx.Rngs(params=k)
         return MLP(in_features, width, depth, act, dtype=dtype, rngs=rngs, outputs=outputs)
 

@@ -26,6 +26,24 @@ class LeastSquares:
     diagonal: Callable  # flat -> diag(J^T J) (P,), or an approximation of it (a preconditioner)
 
 
+def with_row(ls: LeastSquares, row: Callable) -> LeastSquares:
+    """`ls` with one more residual, the scalar row(flat), appended (a penalty w * g(flat) on the
+    loss enters as the row sqrt(w * g(flat))): its Jacobian row is one backward pass."""
+    grad = jax.grad(row)
+
+    def residual(flat):
+        return jnp.append(ls.residual(flat), row(flat))
+
+    def with_jacobian(flat):
+        r, jac = ls.with_jacobian(flat)
+        return jnp.append(r, row(flat)), jnp.vstack([jac, grad(flat)[None, :]])
+
+    def diagonal(flat):
+        return ls.diagonal(flat) + grad(flat) ** 2
+
+    return LeastSquares(residual, with_jacobian, diagonal)
+
+
 def chunked_diagonal(rows: Callable, data: tuple, weights, chunk: int) -> Callable:
     """flat -> sum_i weights_i * rows_i(flat)^2 over points i: the diagonal of J^T J for
     pointwise residual rows, `rows(flat, *data_chunk)` giving (chunk, P) or (chunk, k, P).

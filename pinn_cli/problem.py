@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from . import physics
 from .model import TrialFunction, derivatives
-from .optim import LeastSquares, chunked_diagonal
+from .optim import LeastSquares, chunked_diagonal, with_row
 from .quadrature import Rule
 from .resources import DIAGONAL_CHUNK
 
@@ -35,6 +35,7 @@ class Problem:
     norm_weight: float = 1.0
     lower: physics.Lower | None = None  # lower eigenstates to stay orthogonal to
     first_stage: str = "residual"  # "residual" | "ritz" (minimise the Rayleigh quotient first)
+    slope_recovery: float = 0.0  # weight of Jagtap et al.'s S(a) in the loss (adaptive slopes)
 
     def energy(self, params) -> jax.Array:
         if self.fixed_energy is None:
@@ -53,13 +54,20 @@ class Problem:
     @property
     def residual_rows(self) -> int:
         """Rows of the residual vector the second-order stage solves for."""
-        return self.x.shape[0] + (self.normalization == "penalty")
+        return self.x.shape[0] + (self.normalization == "penalty") + (self.slope_recovery > 0)
 
     def loss(self, kind: str = "residual") -> Callable:
         return make_loss(self, kind)
 
     def least_squares(self, unravel: Callable) -> LeastSquares:
-        return least_squares(self, unravel)
+        ls = least_squares(self, unravel)
+        if self.slope_recovery > 0:  # the term w S(a) of the loss is the row sqrt(w S(a))
+            return with_row(ls, lambda flat: jnp.sqrt(self.recovery(unravel(flat))))
+        return ls
+
+    def recovery(self, params) -> jax.Array:
+        """The slope-recovery term of the loss, w S(a)."""
+        return self.slope_recovery * self.psi.slope_recovery(params["net"])
 
     def diagnostics(self, params) -> dict[str, jax.Array]:
         """The numbers logged with every block: E and the Rayleigh quotient."""
@@ -77,6 +85,7 @@ def make_problem(
     dtype,
     lower: physics.Lower | None = None,
     first_stage: str = "residual",
+    slope_recovery: float = 0.0,
 ) -> Problem:
     """The problem on a quadrature rule; E's scale is the flat box's ground energy."""
     scale = sum((math.pi / length) ** 2 for length in psi.box.lengths)
@@ -92,6 +101,7 @@ def make_problem(
         norm_weight=norm_weight,
         lower=None if lower is None else physics.Lower(as_array(lower.p), as_array(lower.lap)),
         first_stage=first_stage,
+        slope_recovery=slope_recovery,
     )
 
 
@@ -124,9 +134,16 @@ def rayleigh(problem: Problem, params) -> jax.Array:
 def make_loss(problem: Problem, kind: str = "residual") -> Callable:
     """params -> (total, named terms). "residual": the PDE residual (+ norm); "ritz": the
     Rayleigh quotient of the projected psi, whose minimum over the orthogonal complement of the
-    lower states is the next eigenstate."""
+    lower states is the next eigenstate. Either plus "slope_recovery", w S(a), when w > 0."""
 
     def loss(params):
+        total, terms = physics_loss(params)
+        if problem.slope_recovery > 0:
+            terms["slope_recovery"] = problem.recovery(params)
+            total = total + terms["slope_recovery"]
+        return total, terms
+
+    def physics_loss(params):
         p, lap = problem.projected(params)
         if kind == "ritz":
             energy = physics.energy_quotient(p, lap, problem.w, problem.v)

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from .model import TrialFunction, box_envelope, times
-from .optim import LeastSquares, chunked_diagonal
+from .optim import LeastSquares, chunked_diagonal, with_row
 from .quadrature import Box
 from .resources import DIAGONAL_CHUNK
 
@@ -72,10 +72,11 @@ class TimeProblem:
     times: int  # nodes per window in t (the rule is (M / times) x times)
     norm0: float  # integral of |s|^2
     first_stage: str = "residual"
+    slope_recovery: float = 0.0  # weight of Jagtap et al.'s S(a) in the loss (adaptive slopes)
 
     @property
     def residual_rows(self) -> int:
-        return 2 * self.x.shape[0]
+        return 2 * self.x.shape[0] + (self.slope_recovery > 0)
 
     def fields(self, params):
         f = fields(
@@ -90,9 +91,16 @@ class TimeProblem:
         def loss(params):
             r = residual(*self.fields(params), self.v)
             total = self.scale() * jnp.sum(self.w[:, None] * r**2)
-            return total, {"residual": total}
+            if self.slope_recovery == 0:
+                return total, {"residual": total}
+            recovery = self.recovery(params)
+            return total + recovery, {"residual": total, "slope_recovery": recovery}
 
         return loss
+
+    def recovery(self, params) -> jax.Array:
+        """The slope-recovery term of the loss, w S(a)."""
+        return self.slope_recovery * self.net.slope_recovery(params["net"])
 
     def norms(self, params) -> jax.Array:
         """integral of |psi|^2 at each time node of the rule, (times,)."""
@@ -106,7 +114,10 @@ class TimeProblem:
         return {"norm_drift": jnp.max(jnp.abs(self.norms(params) - self.norm0))}
 
     def least_squares(self, unravel: Callable, chunk: int = DIAGONAL_CHUNK) -> LeastSquares:
-        return least_squares(self, unravel, chunk)
+        ls = least_squares(self, unravel, chunk)
+        if self.slope_recovery > 0:  # the term w S(a) of the loss is the row sqrt(w S(a))
+            return with_row(ls, lambda flat: jnp.sqrt(self.recovery(unravel(flat))))
+        return ls
 
 
 def least_squares(problem: TimeProblem, unravel: Callable, chunk: int) -> LeastSquares:

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from .activations import ACTIVATIONS, REFUSED
+from .activations import ACTIVATIONS, ADAPTIVE, refusal
 from .config import POTENTIAL_SCHEMAS, Config, ConfigError, PotentialConfig, potential_params
 from .potentials import REGISTRY as POTENTIALS
 from .resources import check_resources
@@ -20,6 +20,7 @@ from .resources import check_resources
 CHOICES = {
     "energy.mode": ("fixed", "learned"),
     "model.output": ("auto", "exp", "linear"),
+    "model.adaptive": ADAPTIVE,
     "loss.normalization": ("hard", "penalty"),
     "train.lr_schedule": ("constant", "exponential", "cosine"),
     "train.collocation": ("gauss", "uniform"),
@@ -98,11 +99,10 @@ def validate(cfg: Config) -> None:
 
 def _check_choices(cfg: Config) -> None:
     activation = cfg.model.activation
-    if activation in REFUSED:
+    reason = refusal(activation)
+    if reason:
         raise ConfigError(
-            f"model.activation={activation!r} is piecewise linear, so psi'' vanishes almost "
-            f"everywhere and the Schrodinger residual cannot be trained; choose a smooth one: "
-            f"{sorted(ACTIVATIONS)}"
+            f"model.activation={activation!r} {reason}; choose a smooth one: {sorted(ACTIVATIONS)}"
         )
     _require(
         activation in ACTIVATIONS,
@@ -133,6 +133,7 @@ def _check_settings(cfg: Config) -> None:
         m.output_scale is None or m.output_scale > 0,
         f"model.output_scale={m.output_scale} must be > 0 (or null: chosen from V)",
     )
+    _check_activation_options(cfg)
     _require(t.steps >= 0, f"train.steps={t.steps} must be >= 0")
     _require(
         t.points >= MIN_POINTS, f"train.points={t.points} is too few; use at least {MIN_POINTS}"
@@ -149,6 +150,22 @@ def _check_settings(cfg: Config) -> None:
     )
     _require(cfg.profile_steps >= 0, f"profile_steps={cfg.profile_steps} must be >= 0")
     _require(cfg.loss.norm_weight > 0, f"loss.norm_weight={cfg.loss.norm_weight} must be > 0")
+
+
+def _check_activation_options(cfg: Config) -> None:
+    m = cfg.model
+    _require(m.slope_scale > 0, f"model.slope_scale={m.slope_scale} must be > 0 (n in tanh(n a z))")
+    _require(m.omega0 > 0, f"model.omega0={m.omega0} must be > 0 (siren's first-layer frequency)")
+    _require(
+        m.slope_recovery >= 0,
+        f"model.slope_recovery={m.slope_recovery} must be >= 0 (a loss weight; 0: off)",
+    )
+    _require(
+        m.slope_recovery == 0 or m.activation == "adaptive_tanh",
+        f"model.slope_recovery={m.slope_recovery} weighs adaptive slopes, which "
+        f"model.activation={m.activation!r} has none of; use model.activation=adaptive_tanh "
+        f"or model.slope_recovery=0",
+    )
 
 
 def _check_points_for_state(cfg: Config) -> None:

@@ -39,6 +39,7 @@ LAYERS = {
     "evaluation2d": 0,
     "quadrature": 0,
     "activations": 0,
+    "nonlinear": 0,
     "formula": 0,
     "reference": 0,
     "config": 0,
