@@ -8,7 +8,9 @@ Written into the sweep folder:
   summary.csv  one row per job: its overrides, status and headline numbers
   report.md    completed jobs sorted by the energy's relative error, seeds aggregated, the jobs
                that failed or did not finish with their error, and the figures
-  figures/     error against each swept parameter, energy convergence, psi of the best runs
+  figures/     error against each swept parameter, energy convergence, psi of the best runs;
+               for a sweep over activation and width and/or depth, the study's heat maps and
+               error against wall time (pinn_cli/study.py)
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import study
 from .outputs import HYDRA_OVERRIDES, LOG, METRICS, PSI, SUMMARY, WAVEFUNCTION_PNG
 
 SUMMARY_CSV = "summary.csv"
@@ -409,7 +412,9 @@ def failures_table(jobs: list[Job], keys: list[str], status: str | None = None) 
     return md_table(["job", "folder", *keys, "status", why], rows)
 
 
-def markdown(sweep: Path, jobs: list[Job], figures: list[Path]) -> str:
+def markdown(
+    sweep: Path, jobs: list[Job], figures: list[Path], studied: list[Path] | None = None
+) -> str:
     swept = swept_keys(jobs)
     fixed = [k for k in override_keys(jobs) if k not in swept]
     best = ranked(jobs)
@@ -435,6 +440,8 @@ def markdown(sweep: Path, jobs: list[Job], figures: list[Path]) -> str:
     out += ["", "## Results (sorted by energy relative error)", "", results_table(jobs, swept)]
     if SEED in swept:
         out += ["", "## Across seeds (median, min and max)", "", seeds_table(jobs, swept)]
+    if studied:
+        out += ["", *study.markdown(studied, swept)]
     if figures:
         out += ["", "## Figures", ""]
         out += [f"![{p.stem}]({p.parent.name}/{p.name})" for p in figures]
@@ -652,7 +659,9 @@ def write_report(sweep: Path, best: int = 3) -> list[Job]:
     jobs = load_sweep(sweep)
     write_csv(sweep / SUMMARY_CSV, jobs)
     drawn = figures(sweep / FIGURES, jobs, best)
-    (sweep / REPORT_MD).write_text(markdown(sweep, jobs, drawn))
+    swept = swept_keys(jobs)
+    studied = study.figures(sweep / FIGURES, jobs, swept) if study.applies(swept) else []
+    (sweep / REPORT_MD).write_text(markdown(sweep, jobs, drawn, studied))
     return jobs
 
 

@@ -49,6 +49,7 @@ LAYERS = {
     "evaluation": 0,
     "outputs": 0,
     "plots": 0,
+    "study": 0,
     "plots_time": 0,
     "initial_states": 0,
     "evaluation_time": 0,
@@ -95,7 +96,8 @@ def test_imports_point_down(module):
 
 
 @pytest.mark.parametrize(
-    "module", ["evaluation", "outputs", "plots", "plots_time", "report", "reference", "propagation"]
+    "module",
+    ["evaluation", "outputs", "plots", "plots_time", "report", "study", "reference", "propagation"],
 )
 def test_judging_and_outputs_never_import_training(module):
     assert not imports(module) & TRAINING
