@@ -57,7 +57,7 @@ bench-ensemble: $(STAMP) ## train.ensemble=K against one network, per stage and 
 	$(BIN)/python -m benchmarks.ensemble --out bench-results/ensemble.md
 
 study: $(STAMP) ## experiment=architecture_study (324 jobs, 2 at a time, ~20-30 min) and its report
-	$(BIN)/pinn-run -m experiment=architecture_study hydra/launcher=joblib hydra.launcher.n_jobs=2 hydra.sweep.dir=$(STUDY_DIR) progress=false
+	-$(BIN)/pinn-run -m experiment=architecture_study hydra/launcher=joblib hydra.launcher.n_jobs=2 hydra.sweep.dir=$(STUDY_DIR) progress=false
 	$(BIN)/pinn-report $(STUDY_DIR)
 
 clean: ## remove the virtual environment and run outputs

@@ -113,6 +113,9 @@ class RunFailed(RuntimeError):
         super().__init__(f"a job ended with exit code {code} (its summary.json says why)")
         self.code = code
 
+    def __reduce__(self):  # joblib's workers pickle it: rebuild it from the code, not the text
+        return type(self), (self.code,)
+
 
 _job_starts: list[float] = []  # each job's start in this process; a multirun runs several
 

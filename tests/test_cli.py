@@ -161,3 +161,15 @@ def test_shell_completion_completes_groups_and_keys(tmp_path):
     }
     assert {"logger=mlflow", "logger=tensorboard", "logger=none"} <= complete("pinn-run logger=")
     assert "model.width=" in complete("pinn-run model.")
+
+
+def test_a_failed_job_survives_the_trip_from_a_joblib_worker():
+    """joblib's workers pickle the exception: its code and one-line message must come back
+    as they were (the sweep's exit code and the line the user reads)."""
+    import pickle
+
+    from pinn_cli.cli import RunFailed
+
+    back = pickle.loads(pickle.dumps(RunFailed(5)))
+    assert back.code == 5
+    assert str(back) == "a job ended with exit code 5 (its summary.json says why)"
