@@ -89,10 +89,12 @@ def close(a, b, rtol=1e-10):
 # the one-pass jet
 
 
+# The output map (linear or exp) is applied after the activations, whatever they are: each
+# activation is checked in 1-D with the linear output and in 2-D through exp.
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.name}-{s.adaptive}-{s.omega0:g}")
-@pytest.mark.parametrize("box", BOXES.values(), ids=BOXES.keys())
-@pytest.mark.parametrize("output", ["linear", "exp"])
-def test_one_pass_derivatives_equal_nested_autodiff(spec, box, output):
+@pytest.mark.parametrize("dim, output", [("1d", "linear"), ("2d", "exp")])
+def test_one_pass_derivatives_equal_nested_autodiff(spec, dim, output):
+    box = BOXES[dim]
     psi, params = trial(spec, box, output=output)
     params = perturbed(params)
     x = points(box)
@@ -324,7 +326,9 @@ def test_bad_activation_options_name_the_value(overrides, needle):
 # ensembles, Rayleigh-Ritz
 
 
-@pytest.mark.parametrize("name", sorted(SHAPED))
+# A per-layer scalar (adaptive_tanh) and per-unit vectors (polynorm): the shapes an ensemble's
+# member axis must be prepended to.
+@pytest.mark.parametrize("name", ["adaptive_tanh", "polynorm"])
 def test_an_ensemble_of_two_initialises_member_by_member(name):
     keys = jax.vmap(jax.random.key)(jnp.arange(2))
     box = BOXES["1d"]
