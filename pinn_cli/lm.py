@@ -167,12 +167,14 @@ def lm_stage(
     solver: str = "explicit",
     cg_iters: int = 20,
     cg_tol: float = 1e-3,
+    rescale: Callable | None = None,
 ) -> Stage:
     """Levenberg-Marquardt with the "explicit" or "cg" solver (not "auto": see choose_solver) on
     the residual vector `least_squares(unravel)` builds (unravel: flat vector -> parameters).
 
     opt_state = {"mu": damping, "nu": its growth factor}, plus for "cg" the last step ("delta",
-    CG's warm start)."""
+    CG's warm start). `rescale(params)`, applied after every block, moves the parameters along a
+    direction the residual cannot see (psi's scale), so rounding cannot drift them along it."""
     _, unravel = ravel_pytree(params_like)
 
     def init(params):
@@ -182,7 +184,7 @@ def lm_stage(
         return state | ({"delta": jnp.zeros_like(flat)} if solver == "cg" else {})
 
     def finish(flat, opt_state, extra):
-        params = unravel(flat)
+        params = unravel(flat) if rescale is None else rescale(unravel(flat))
         total, terms = loss(params)
         return params, opt_state, total, terms | extra
 

@@ -69,6 +69,23 @@ class Problem:
         """The slope-recovery term of the loss, w S(a)."""
         return self.slope_recovery * self.psi.slope_recovery(params["net"])
 
+    def rescaled(self, params):
+        """params with psi scaled to integral psi^2 = 1, where that changes nothing else.
+
+        With the hard normalisation the residual divides psi's scale out, so a constant added to
+        the exp output (psi = B exp(s N)) is invisible to every stage. Levenberg-Marquardt's
+        rounding can drift along it until psi^2 underflows and the loss reads exactly 0 (seen
+        with stan on the finite well: psi ~ 1e-154, the stage stopped "converged" on a spoiled
+        Rayleigh quotient). Shifting the output bias by -log(n2) / 2s after each block keeps
+        psi's scale at 1; the residual, its Jacobian and the LM path are unchanged by it."""
+        if self.normalization != "hard" or self.psi.output != "exp":
+            return params
+        p, _ = self.projected(params)
+        shift = -0.5 * jnp.log(jnp.sum(self.w * p**2)) / self.psi.scale
+        net = params["net"]
+        out = {**net["out"], "bias": net["out"]["bias"] + shift}
+        return {**params, "net": {**net, "out": out}}
+
     def diagnostics(self, params) -> dict[str, jax.Array]:
         """The numbers logged with every block: E and the Rayleigh quotient."""
         return {"energy": self.energy(params), "rayleigh": rayleigh(self, params)}

@@ -102,6 +102,10 @@ class TimeProblem:
         """The slope-recovery term of the loss, w S(a)."""
         return self.slope_recovery * self.net.slope_recovery(params["net"])
 
+    def rescaled(self, params):
+        """psi's scale is fixed by the start s(x) of the trial function: nothing to rescale."""
+        return params
+
     def norms(self, params) -> jax.Array:
         """integral of |psi|^2 at each time node of the rule, (times,)."""
         p = self.fields(params)[0]

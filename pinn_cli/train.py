@@ -94,7 +94,9 @@ def make_stages(problem: Problem, plan: Plan, params_like) -> list[tuple[Stage, 
     if plan.refine == "lm":
         solver = lm_solver(problem, plan, params_like)
         ls = problem.least_squares
-        lm = lm_stage(ls, loss, params_like, solver, plan.cg_iters, plan.cg_tol)
+        lm = lm_stage(
+            ls, loss, params_like, solver, plan.cg_iters, plan.cg_tol, rescale=problem.rescaled
+        )
         stages.append((lm, plan.refine_steps))
     elif plan.refine == "lbfgs":
         stages.append((lbfgs_stage(loss, REFINE_BLOCK), plan.refine_steps))

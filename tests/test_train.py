@@ -161,3 +161,33 @@ def test_fit_interrupted_while_compiling_keeps_its_state_and_says_so():
     assert time.perf_counter() - t0 < 5.0
     assert result.status == "interrupted" and "while compiling adam" in result.stop_reason
     assert list(saved) == [0] and saved[0] is built.state
+
+
+def test_the_lm_stage_holds_psi_s_scale_where_the_residual_cannot_see_it():
+    """Hard normalisation, exp output: a constant added to N only rescales psi. rescaled() undoes
+    any such drift (integral psi^2 back to 1) without changing the residual vector, and every LM
+    block ends rescaled, so rounding cannot walk psi's scale towards underflow."""
+    from jax.flatten_util import ravel_pytree
+
+    built = assemble.build(config("potential=finite_well", "model.width=4", "train.points=24"))
+    prob, params = built.problem, built.state.params
+    drifted = prob.rescaled(params)
+    drifted["net"]["out"]["bias"] = drifted["net"]["out"]["bias"] - 40.0  # psi ~ exp(-40 s)
+
+    def norm2(q):
+        return float(jnp.sum(prob.w * prob.projected(q)[0] ** 2))
+
+    assert norm2(drifted) < 1e-30
+    back = prob.rescaled(drifted)
+    assert norm2(back) == pytest.approx(1.0, rel=1e-12)
+    unravel = ravel_pytree(params)[1]
+    ls = prob.least_squares(unravel)
+    r0, r1 = ls.residual(ravel_pytree(drifted)[0]), ls.residual(ravel_pytree(back)[0])
+    np.testing.assert_allclose(r1, r0, rtol=1e-8, atol=1e-12)
+    lm = train.make_stages(prob, built.plan, params)[1][0]
+    after = lm.block(drifted, lm.init(drifted), 2)[0]
+    assert norm2(after) == pytest.approx(1.0, rel=1e-10)
+    # With the penalty normalisation the scale is the loss's business: left alone.
+    tiny = ("potential=finite_well", "model.width=4", "train.points=24")
+    penalty = assemble.build(config(*tiny, "loss.normalization=penalty")).problem
+    assert penalty.rescaled(drifted) is drifted
