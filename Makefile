@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,sweeps,trackers]"
 	touch $(STAMP)
 
-.PHONY: help install run test test-slow test-all lint format bench bench-tdse bench-speed bench-second-order bench-ensemble study clean
+.PHONY: help install run test test-slow test-all lint format bench bench-tdse bench-speed bench-second-order bench-ensemble bench-sweeps study clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ bench-second-order: $(STAMP) ## one LM step (explicit and matrix-free) against o
 
 bench-ensemble: $(STAMP) ## train.ensemble=K against one network, per stage and whole runs
 	$(BIN)/python -m benchmarks.ensemble --out bench-results/ensemble.md
+
+bench-sweeps: $(STAMP) ## jobs per hour of experiment=width_depth_study, basic against joblib launcher
+	$(BIN)/python -m benchmarks.throughput --out bench-results/throughput.md
 
 study: $(STAMP) ## experiment=architecture_study (324 jobs, 2 at a time, ~20-30 min) and its report
 	-$(BIN)/pinn-run -m experiment=architecture_study hydra/launcher=joblib hydra.launcher.n_jobs=2 hydra.sweep.dir=$(STUDY_DIR) progress=false
