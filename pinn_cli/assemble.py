@@ -48,6 +48,7 @@ def plan_from(cfg: Config):
         refine=o.refine,
         refine_steps=o.refine_steps if o.refine != "none" else 0,
         refine_tol=o.refine_tol,
+        refine_window=o.refine_window,
         solver=o.solver,
         cg_iters=o.cg_iters,
         cg_tol=o.cg_tol,
@@ -98,9 +99,37 @@ class Built:
     state: object  # train.TrainState
 
 
-def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None) -> Built:
+def carrier_power(cfg: Config, potential, n: int) -> float:
+    """The power of the ground state's decay that state n > 0 carries (model.carrier; null:
+    1 for a 1-D V that is not piecewise constant, else 0), scaled for state n.
+
+    State n decays as exp(-kappa_n |x|) near a wall where V = V_edge, kappa_n^2 = V_edge - E_n;
+    carrying psi_0^a with a kappa_0 > kappa_n would make psi_n / carrier grow towards the walls,
+    so a <= kappa_n / kappa_0 (0 for a state above V_edge, a box state). And psi_n / psi_0
+    grows like a degree-n polynomial across the allowed region (the oscillator's Hermite
+    factor): a further 1 / sqrt(n) keeps the network's output within a few orders of magnitude
+    (measured on the oscillator's states 1-9). E_n here is a coarse finite-difference estimate
+    (2000 intervals, milliseconds): it only shapes the trial function."""
+    base = cfg.model.carrier
+    if base is None:
+        base = 0.0 if potential.dim != 1 or potential.piecewise_constant else 1.0
+    if base == 0.0 or n == 0:
+        return 0.0
+    from . import reference
+
+    lo, hi = potential.domain
+    energies = reference.finite_difference_energies(potential, (lo, hi), n + 1, 2000)
+    inside = 1e-9 * (hi - lo)
+    v_edge = float(min(potential(np.array(lo + inside)), potential(np.array(hi - inside))))
+    if energies[n] >= v_edge:
+        return 0.0
+    return base * float(np.sqrt((v_edge - energies[n]) / (v_edge - energies[0]) / n))
+
+
+def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=None) -> Built:
     """Potential, grid, network, problem and plan for state n, with its initial training state.
-    `lower`: the states below n on the grid, W-orthonormal. With train.ensemble = K > 1 the
+    `lower`: the states below n on the grid, W-orthonormal; `carrier`: a model.Carrier for
+    excited states (the trained ground state's decay). With train.ensemble = K > 1 the
     state's leaves carry a leading member axis of size K."""
     import jax
 
@@ -123,6 +152,7 @@ def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None) -> Built:
         scale=output_scale(cfg, potential),
         dtype=dtype,
         radius=getattr(potential, "radius", None),
+        carrier=carrier,
     )
     prob = problem.make_problem(
         psi,

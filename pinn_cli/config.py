@@ -243,6 +243,10 @@ class ModelConfig:
     slope_recovery: float = 0.0
     # activation=siren: the first layer is sin(omega0 z) (Sitzmann et al. 2020 use 30)
     omega0: float = 30.0
+    # state=n: every state k > 0 carries the ground state's decay to this power,
+    # psi_k = B exp(carrier s N0) N_k, so its network need not cancel to zero across the tails;
+    # 0: off; null: 1 where V is not piecewise constant (smooth wells on wide domains), else 0
+    carrier: float | None = None
 
 
 @dataclass
@@ -280,9 +284,10 @@ class OptimConfig:
     name: str = "adam_lm"
     refine: str = "lm"  # second stage after Adam: "none" | "lm" | "lbfgs"
     refine_steps: int = 800
-    refine_tol: float = (
-        1e-15  # stop when the relative loss decrease of an accepted step is below this
-    )
+    # The refinement stops once refine_window steps no longer lower the loss by a fraction
+    # > refine_tol (refine_steps is the ceiling), as when the energy has settled at rounding
+    refine_tol: float = 1e-15
+    refine_window: int = 10
     # The LM stage's linear solver: "explicit" forms the Jacobian (cheapest for small problems),
     # "cg" is matrix-free Gauss-Newton (conjugate gradients on J^T J, cost linear in points and
     # parameters), "auto" picks by a cost estimate.

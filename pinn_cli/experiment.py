@@ -106,12 +106,20 @@ def open_trackers(cfg: Config, run_dir: Path, provenance_block: dict) -> tracker
 def write_summary(frame: Frame, summary: dict, results: list) -> None:
     """summary.json, with the provenance and the timing of the fits (train.FitResult)."""
     summary["provenance"] = frame.provenance
+    now = time.perf_counter()
+    wall = now - frame.t_start
+    train_s = sum(r.train_s for r in results)
+    ends = [r.last_step_at for r in results if r.last_step_at is not None]
     summary["timing"].update(
         # Imports, configuration, building and the compilation of the first block: everything
         # before the first training step (later stages compile when they start).
-        startup_s=(results[0].first_step_at or time.perf_counter()) - frame.t_start,
+        startup_s=(results[0].first_step_at or now) - frame.t_start,
         compile_s=sum(r.compile_s for r in results),
-        wall_s=time.perf_counter() - frame.t_start,
+        # inside compiled training blocks; from the end of the last block to this summary
+        train_s=train_s,
+        outputs_s=now - max(ends) if ends else wall,
+        outside_training=1.0 - train_s / wall if wall > 0 else 0.0,
+        wall_s=wall,
     )
     outputs.write_json_atomic(frame.run_dir / outputs.SUMMARY, summary)
     if isinstance(frame.metrics, trackers.TrackedMetrics):
@@ -188,7 +196,7 @@ def _train_states(cfg: Config, run_dir: Path, metrics, stop, resume: bool):
     runs: list[StateRun] = []
     basis = None
     for n in range(cfg.state + 1):
-        built = build(cfg, n, basis.lower() if basis else None)
+        built = build(cfg, n, basis.lower() if basis else None, _carrier(cfg, runs))
         basis = basis or Basis(np.asarray(built.problem.w, float))
         result = train_one(cfg, n, built, run_dir, metrics, stop, resume)
         runs.append(StateRun(n, built, result))
@@ -197,6 +205,19 @@ def _train_states(cfg: Config, run_dir: Path, metrics, stop, resume: bool):
         p, _, lap = network_values(built, result.params, built.problem.x)
         basis.add(p, lap)
     return runs, basis
+
+
+def _carrier(cfg: Config, runs: list[StateRun]):
+    """The trained ground state's decay for state len(runs) > 0 (model.carrier), or None."""
+    from . import assemble, model
+
+    if not runs:
+        return None
+    ground = runs[0].built
+    power = assemble.carrier_power(cfg, ground.potential, len(runs))
+    if power == 0.0 or ground.problem.psi.output != "exp":
+        return None
+    return model.Carrier(ground.problem.psi, runs[0].result.params["net"], power)
 
 
 def train_one(

@@ -24,7 +24,7 @@ from jax.flatten_util import ravel_pytree
 from .optim import LeastSquares, Stage
 
 REFINE_BLOCK = 10  # refinement steps per compiled block (and per log row)
-MU_FLOOR = 1e-12  # damping floor relative to max diag(J^T J): CG stays well posed
+MU_FLOOR = 1e-12  # damping floor relative to max diag(J^T J) (both solvers)
 
 
 def solve(jac, r, mu):
@@ -55,7 +55,11 @@ def make_lm_step(ls: LeastSquares) -> Callable:
 
     def step(flat, mu, nu):
         r, jac = ls.with_jacobian(flat)
-        mu = jnp.where(mu < 0, 1e-3 * jnp.max(jnp.sum(jac**2, axis=0)), mu)
+        scale = jnp.max(jnp.sum(jac**2, axis=0))
+        # The floor keeps a run of accepted steps (each divides mu by up to 3) from driving mu
+        # so low that the rejections of one block (mu times 2, 4, 8, ...) cannot bring it back:
+        # the stage then read as converged with the loss far above its floor.
+        mu = jnp.maximum(jnp.where(mu < 0, 1e-3 * scale, mu), MU_FLOOR * scale)
         delta, j_delta = solve(jac, r, mu)
         return _damped_update(residual_vector, flat, mu, nu, r, delta, j_delta)
 

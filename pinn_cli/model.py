@@ -135,10 +135,28 @@ def times(b: Jet, g: Jet) -> Jet:
     return b0 * g0, first, second
 
 
+@dataclass(frozen=True, eq=False)
+class Carrier:
+    """A fixed factor exp(power * s N0(x)) that an excited state's trial function carries: the
+    ground state's decay (psi_0 = B exp(s N0)), so that the network of state k only has to
+    represent psi_k / psi_0^power, a function without psi_k's decaying tails. Compared by
+    identity (its parameters are arrays)."""
+
+    ground: TrialFunction
+    params: dict
+    power: float = 1.0
+
+    def jet(self, x: jax.Array) -> Jet:
+        g = self.ground
+        n = g.network(self.params).taylor(*g.feature_taylor(x))
+        return elementwise_rule(lambda u: jnp.exp(self.power * g.scale * u))(*n)
+
+
 @dataclass(frozen=True)
 class TrialFunction:
-    """psi(params, x) = B(x) g(N(features(x))): B the envelope (zero on the box's faces, or on
-    the circle of `radius` about the origin), g = exp or identity."""
+    """psi(params, x) = B(x) C(x) g(N(features(x))): B the envelope (zero on the box's faces, or
+    on the circle of `radius` about the origin), C an optional fixed `Carrier` (1 without one),
+    g = exp or identity."""
 
     graphdef: nnx.GraphDef
     box: Box
@@ -146,9 +164,12 @@ class TrialFunction:
     output: str  # "exp" (nodeless) or "linear"
     scale: float = 1.0  # psi = B exp(scale * N): lets an O(1) network reach large decay exponents
     radius: float | None = None  # the domain is this disk about the origin, not the box
+    carrier: Carrier | None = None
 
     def envelope(self, x: jax.Array) -> Jet:
-        return box_envelope(self.box, x) if self.radius is None else disk_envelope(self.radius, x)
+        """B(x), times the carrier's factor when there is one, with its derivatives."""
+        b = box_envelope(self.box, x) if self.radius is None else disk_envelope(self.radius, x)
+        return b if self.carrier is None else times(b, self.carrier.jet(x))
 
     @property
     def dim(self) -> int:
@@ -202,8 +223,9 @@ class TrialFunction:
         p, dp, d2p = self._jet(params, x)
         return p, jnp.stack(dp, axis=-1), sum(d2p[1:], d2p[0])
 
-    def basis_taylor(self, params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """B(x) [h(x), 1] and its Laplacian, (..., width + 1) each: with output="linear", psi is
+    def basis_taylor(self, params, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """B(x) [h(x), 1] (..., width + 1), its gradient (..., width + 1, d) and its Laplacian
+        (..., width + 1): with output="linear", psi is
         this vector dotted with the output layer's (kernel, bias), so a Rayleigh-Ritz step can
         set that layer exactly."""
         h, dh, d2h = self.network(params).features_taylor(*self.feature_taylor(x))
@@ -213,8 +235,8 @@ class TrialFunction:
         b0, b1, b2 = self.envelope(x)
         column = lambda a: a[..., None]  # noqa: E731
         envelope = (column(b0), tuple(map(column, b1)), tuple(map(column, b2)))
-        f, _, d2f = times(envelope, (h, dh, d2h))
-        return f, sum(d2f[1:], d2f[0])
+        f, df, d2f = times(envelope, (h, dh, d2h))
+        return f, jnp.stack(df, axis=-1), sum(d2f[1:], d2f[0])
 
     def __call__(self, params, x: jax.Array) -> jax.Array:
         """psi at points x (..., d)."""
@@ -236,6 +258,7 @@ def make_trial_function(
     dtype=jnp.float64,
     radius: float | None = None,
     outputs: int = 1,
+    carrier: Carrier | None = None,
 ) -> tuple[TrialFunction, dict]:
     """Initialise the network from `key`; return the trial function and its parameters.
     `outputs` > 1: the network has that many outputs (a complex psi has two), for callers that
@@ -258,7 +281,7 @@ def make_trial_function(
     graphdef = nnx.graphdef(nnx.eval_shape(make, one))
     init = lambda k: nnx.to_pure_dict(nnx.state(make(k)))  # noqa: E731
     params = jax.jit(init if key.ndim == 0 else jax.vmap(init))(key)
-    return TrialFunction(graphdef, box, tuple(kinks), output, scale, radius), params
+    return TrialFunction(graphdef, box, tuple(kinks), output, scale, radius, carrier), params
 
 
 def derivatives(psi: Callable, params, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -44,6 +44,7 @@ class Plan:
     refine: str = "lm"  # "lm" | "lbfgs" | "none"
     refine_steps: int = 300
     refine_tol: float = 1e-15
+    refine_window: int = 10  # steps over which the refinement must lower the loss by refine_tol
     solver: str = "auto"  # the LM stage's linear solver: "auto" | "explicit" | "cg" (lm.py)
     cg_iters: int = 20
     cg_tol: float = 1e-3
@@ -76,6 +77,8 @@ class FitResult:
     diverged_at: list[int | None] = field(default_factory=list)
     final_loss: list[float] = field(default_factory=list)  # each member's last finite loss
     first_step_at: float | None = None  # perf_counter() when the first compiled block started
+    last_step_at: float | None = None  # perf_counter() when the last compiled block ended
+    train_s: float = 0.0  # seconds inside compiled training blocks (compilation excluded)
     solvers: dict[str, str] = field(default_factory=dict)  # stage -> its linear solver
 
 
@@ -181,7 +184,7 @@ def _run_stage(loop: _Loop, stage: Stage, offset: int, n_steps: int, state: Trai
     if stage.solver is not None:
         loop.result.solvers[stage.name] = stage.solver
     size = stage.block_size or loop.plan.log_every
-    previous = None
+    earlier: list[tuple[int, np.ndarray]] = []  # (step, loss per member) after each block
     while int(state.step) < end:
         step = int(state.step)
         try:
@@ -199,7 +202,9 @@ def _run_stage(loop: _Loop, stage: Stage, offset: int, n_steps: int, state: Trai
         state = _keep_alive(state, new, alive, stage.name, loop.result.diverged_at)
         _record(loop, stage, offset, state, total, terms)
         stop = loop.callbacks.stop_requested()
-        converged = stage.converges and _stalled(previous, total, loop.plan.refine_tol, alive)
+        converged = stage.converges and _stalled(
+            earlier, int(new.step) - loop.plan.refine_window, total, loop.plan.refine_tol, alive
+        )
         if converged:  # the stage is over: a resume from this checkpoint skips the rest
             state = state.replace(step=jnp.asarray(end, jnp.int32))
         step = int(new.step)
@@ -208,7 +213,7 @@ def _run_stage(loop: _Loop, stage: Stage, offset: int, n_steps: int, state: Trai
         if stop or converged:
             _stopped(loop.result, stage, step, total, alive, interrupted=stop)
             break
-        previous = total
+        earlier.append((int(new.step), total))
     if blocks.steps:
         loop.result.ms_per_step[stage.name] = 1e3 * blocks.seconds / blocks.steps
     return state
@@ -263,7 +268,9 @@ class _Blocks:
         self.result.first_step_at = self.result.first_step_at or tr
         params, opt_state, total, terms = self.compiled[n](params, opt_state)
         total = np.atleast_1d(np.asarray(total, dtype=float))  # waits for the block
-        self.seconds, self.steps = self.seconds + time.perf_counter() - tr, self.steps + n
+        self.result.last_step_at = time.perf_counter()
+        self.result.train_s += self.result.last_step_at - tr
+        self.seconds, self.steps = self.seconds + self.result.last_step_at - tr, self.steps + n
         new = state.replace(
             params=params,
             opt={**state.opt, self.stage.name: opt_state},
@@ -317,12 +324,13 @@ def _record(loop: _Loop, stage: Stage, offset: int, state: TrainState, total, te
     loop.callbacks.on_log(records)
 
 
-def _stalled(previous, total, tol: float, alive) -> bool:
-    """A refinement stage stops once a whole block no longer lowers the loss by a fraction > tol,
-    for every member still training."""
-    if previous is None:
+def _stalled(earlier: list, since: int, total, tol: float, alive) -> bool:
+    """A refinement stage stops once the loss is no lower, by a fraction > tol, than it was at
+    the last block that ended at or before step `since`, for every member still training."""
+    before = [loss for step, loss in earlier if step <= since]
+    if not before:
         return False
-    stalled = (total == 0.0) | ((previous - total) <= tol * previous)
+    stalled = (total == 0.0) | ((before[-1] - total) <= tol * before[-1])
     return bool(np.all(stalled[alive]))
 
 
@@ -331,4 +339,6 @@ def _stopped(result: FitResult, stage: Stage, step: int, total, alive, *, interr
         result.status, result.stop_reason = "interrupted", f"interrupted at step {step}"
     else:
         loss = float(np.min(total[alive]))
-        result.stop_reason = f"{stage.name} converged: loss {loss:.3e} stopped decreasing"
+        result.stop_reason = (
+            f"{stage.name} converged at step {step}: loss {loss:.3e} stopped decreasing"
+        )

@@ -55,6 +55,7 @@ RANGES = (
         "lengths in units where hbar^2/2m = 1",
     ),
     (r"optim\.refine_tol", 0.0, 1.0, "a relative decrease of the loss"),
+    (r"optim\.refine_window", 1, 1_000_000, "steps of the refinement stage"),
     (r"optim\.cg_tol", 0.0, 1.0, "a fraction of the right-hand side's norm"),
     (r"optim\.cg_iters", 1, 10_000, "conjugate-gradient iterations per step"),
 )
@@ -156,6 +157,11 @@ def _check_activation_options(cfg: Config) -> None:
     m = cfg.model
     _require(m.slope_scale > 0, f"model.slope_scale={m.slope_scale} must be > 0 (n in tanh(n a z))")
     _require(m.omega0 > 0, f"model.omega0={m.omega0} must be > 0 (siren's first-layer frequency)")
+    _require(
+        m.carrier is None or 0.0 <= m.carrier <= 4.0,
+        f"model.carrier={m.carrier} must be null or in [0, 4] (the power of the ground state's "
+        "decay that excited states carry)",
+    )
     _require(
         m.slope_recovery >= 0,
         f"model.slope_recovery={m.slope_recovery} must be >= 0 (a loss weight; 0: off)",

@@ -12,7 +12,7 @@ SUMMARY_KEYS = {
     "energy": {"estimate", "learned", "reference", "rel_error"},
     "wavefunction": {"l2_error", "overlap"},
     "steps": None,
-    "timing": {"compile_s", "ms_per_step", "wall_s", "startup_s"},
+    "timing": {"compile_s", "ms_per_step", "wall_s", "startup_s", "train_s", "outputs_s"},
     "status": None,
     "checks": {"strict", "failed"},
 }
@@ -57,6 +57,11 @@ def test_summary_has_every_key(tiny_run):
     est = summary["energy"]["estimate"]
     assert summary["energy"]["rel_error"] == pytest.approx(abs(est - ref) / ref)
     assert summary["energy"]["learned"] is not None  # the barrier learns E by default
+    t = summary["timing"]
+    # where the time went: before the first step, inside the steps, after the last one
+    assert 0 < t["train_s"] and 0 < t["outputs_s"] and 0 < t["startup_s"]
+    assert t["startup_s"] + t["train_s"] + t["outputs_s"] <= t["wall_s"] * (1 + 1e-9)
+    assert t["outside_training"] == pytest.approx(1 - t["train_s"] / t["wall_s"])
 
 
 def test_metrics_rows_per_logged_step(tiny_run):
