@@ -49,6 +49,7 @@ def plan_from(cfg: Config):
         refine_steps=o.refine_steps if o.refine != "none" else 0,
         refine_tol=o.refine_tol,
         refine_window=o.refine_window,
+        settle_tol=o.settle_tol,
         solver=o.solver,
         cg_iters=o.cg_iters,
         cg_tol=o.cg_tol,

@@ -288,6 +288,9 @@ class OptimConfig:
     # > refine_tol (refine_steps is the ceiling), as when the energy has settled at rounding
     refine_tol: float = 1e-15
     refine_window: int = 10
+    # ... or once E and the Rayleigh quotient agree to this relative tolerance and E has held
+    # still to it over 50 steps (0: never); the loss keeps falling after that as psi sharpens
+    settle_tol: float = 1e-13
     # The LM stage's linear solver: "explicit" forms the Jacobian (cheapest for small problems),
     # "cg" is matrix-free Gauss-Newton (conjugate gradients on J^T J, cost linear in points and
     # parameters), "auto" picks by a cost estimate.

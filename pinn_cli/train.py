@@ -45,6 +45,9 @@ class Plan:
     refine_steps: int = 300
     refine_tol: float = 1e-15
     refine_window: int = 10  # steps over which the refinement must lower the loss by refine_tol
+    # The refinement also stops once E and the Rayleigh quotient agree to this relative
+    # tolerance and E has moved less than it over 50 steps (0: never)
+    settle_tol: float = 0.0
     solver: str = "auto"  # the LM stage's linear solver: "auto" | "explicit" | "cg" (lm.py)
     cg_iters: int = 20
     cg_tol: float = 1e-3
@@ -185,6 +188,7 @@ def _run_stage(loop: _Loop, stage: Stage, offset: int, n_steps: int, state: Trai
         loop.result.solvers[stage.name] = stage.solver
     size = stage.block_size or loop.plan.log_every
     earlier: list[tuple[int, np.ndarray]] = []  # (step, loss per member) after each block
+    energies: list[tuple[int, dict]] = []  # (step, diagnostics per member) after each block
     while int(state.step) < end:
         step = int(state.step)
         try:
@@ -200,10 +204,13 @@ def _run_stage(loop: _Loop, stage: Stage, offset: int, n_steps: int, state: Trai
         if not alive.any():
             return state  # the last good state
         state = _keep_alive(state, new, alive, stage.name, loop.result.diverged_at)
-        _record(loop, stage, offset, state, total, terms)
+        energies.append((int(new.step), _record(loop, stage, offset, state, total, terms)))
         stop = loop.callbacks.stop_requested()
-        converged = stage.converges and _stalled(
-            earlier, int(new.step) - loop.plan.refine_window, total, loop.plan.refine_tol, alive
+        converged = stage.converges and (
+            _stalled(
+                earlier, int(new.step) - loop.plan.refine_window, total, loop.plan.refine_tol, alive
+            )
+            or _settled(energies, loop.plan.settle_tol, alive)
         )
         if converged:  # the stage is over: a resume from this checkpoint skips the rest
             state = state.replace(step=jnp.asarray(end, jnp.int32))
@@ -305,8 +312,9 @@ def _keep_alive(old: TrainState, new: TrainState, alive: np.ndarray, name: str, 
     return new.replace(diverged_at=jnp.asarray(record, jnp.int32))
 
 
-def _record(loop: _Loop, stage: Stage, offset: int, state: TrainState, total, terms) -> None:
-    """One log row per live member, handed to the callbacks and kept in the history."""
+def _record(loop: _Loop, stage: Stage, offset: int, state: TrainState, total, terms) -> dict:
+    """One log row per live member, handed to the callbacks and kept in the history; returns
+    the diagnostics (per member)."""
     step, alive = int(state.step), loop.alive
     as_numbers = lambda d: {k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in d.items()}  # noqa: E731
     diagnostics, terms = as_numbers(loop.diagnostics(state.params)), as_numbers(terms)
@@ -322,6 +330,7 @@ def _record(loop: _Loop, stage: Stage, offset: int, state: TrainState, total, te
         loop.result.final_loss[i] = float(total[i])
     loop.result.history.extend(records)
     loop.callbacks.on_log(records)
+    return diagnostics
 
 
 def _stalled(earlier: list, since: int, total, tol: float, alive) -> bool:
@@ -332,6 +341,27 @@ def _stalled(earlier: list, since: int, total, tol: float, alive) -> bool:
         return False
     stalled = (total == 0.0) | ((before[-1] - total) <= tol * before[-1])
     return bool(np.all(stalled[alive]))
+
+
+SETTLE_WINDOW = 50  # steps over which E must hold still for _settled
+
+
+def _settled(energies: list, tol: float, alive) -> bool:
+    """E has converged for every live member: it agrees with the Rayleigh quotient to a relative
+    tol and moved by less than that over the last SETTLE_WINDOW steps. A plateau on the way to
+    the state (the double well's LM rests ~200 steps near a wrong E) shows E and the quotient
+    apart by 1e-6 or more, so it does not stop there; the residual loss, which keeps falling as
+    psi sharpens after E has settled, would not stop at all."""
+    if tol <= 0 or not energies or "rayleigh" not in energies[-1][1]:
+        return False
+    step, now = energies[-1]
+    before = [d for s, d in energies if s <= step - SETTLE_WINDOW]
+    if not before:
+        return False
+    e, e_r, e_old = now["energy"], now["rayleigh"], before[-1]["energy"]
+    scale = np.abs(e) + 1e-300
+    ok = (np.abs(e - e_r) <= tol * scale) & (np.abs(e - e_old) <= tol * scale)
+    return bool(np.all(ok[alive]))
 
 
 def _stopped(result: FitResult, stage: Stage, step: int, total, alive, *, interrupted: bool):

@@ -191,3 +191,36 @@ def test_the_lm_stage_holds_psi_s_scale_where_the_residual_cannot_see_it():
     tiny = ("potential=finite_well", "model.width=4", "train.points=24")
     penalty = assemble.build(config(*tiny, "loss.normalization=penalty")).problem
     assert penalty.rescaled(drifted) is drifted
+
+
+def test_settled_needs_e_and_the_rayleigh_quotient_to_agree_and_hold_still():
+    """The refinement's stopping rule on E: agreement with the Rayleigh quotient and no motion
+    over the window, for every live member; a plateau with the two apart does not stop."""
+    alive = np.array([True, True])
+
+    def rows(*triples):  # (step, E per member, E_R per member)
+        return [(s, {"energy": np.array(e), "rayleigh": np.array(r)}) for s, e, r in triples]
+
+    settled = rows((2000, [5.0, 7.0], [5.0, 7.0]), (2050, [5.0, 7.0], [5.0, 7.0 + 1e-13]))
+    assert train._settled(settled, 1e-13, alive)
+    assert not train._settled(settled, 0.0, alive)  # 0: never
+    assert not train._settled(settled[1:], 1e-13, alive)  # no row a window earlier
+    plateau = rows((2000, [8.26, 7.0], [8.26 + 1e-5, 7.0]), (2050, [8.26, 7.0], [8.26 + 1e-5, 7.0]))
+    assert not train._settled(plateau, 1e-13, alive)
+    assert train._settled(plateau, 1e-13, np.array([False, True]))  # a diverged member is out
+    moving = rows((2000, [5.0 + 1e-11, 7.0], [5.0, 7.0]), (2050, [5.0, 7.0], [5.0, 7.0]))
+    assert not train._settled(moving, 1e-13, alive)
+    assert not train._settled([(2050, {"loss": np.array([1.0])})], 1e-13, alive[:1])
+
+
+def test_the_refinement_stops_once_e_has_settled(tmp_path):
+    """The infinite well's E settles at rounding long before the LM budget ends: the stage
+    stops, says why, and E is within the tolerance it stopped at."""
+    s = run(tmp_path, "train.steps=1000", "optim.refine_steps=800")
+    assert s["stop_reason"].startswith("lm converged at step")
+    assert s["steps"] < 1800
+    assert s["energy"]["rel_error"] < 1e-12
+    full = run(
+        tmp_path / "full", "train.steps=1000", "optim.refine_steps=800", "optim.settle_tol=0"
+    )
+    assert full["steps"] == 1800 and full["stop_reason"] == "all steps done"
