@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,sweeps,trackers]"
 	touch $(STAMP)
 
-.PHONY: help install run test test-slow test-all lint format bench bench-tdse bench-speed bench-second-order bench-ensemble bench-sweeps study clean
+.PHONY: help install run test test-slow test-all lint format bench bench-spectrum bench-tdse bench-speed bench-second-order bench-ensemble bench-sweeps study clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,7 +41,11 @@ format: $(STAMP) ## ruff format and autofix
 
 bench: $(STAMP) ## accuracy benchmark: 1-D and 2-D eigenproblems, then dynamics, ~50 min (writes bench-results/)
 	$(BIN)/python -m benchmarks.accuracy --out bench-results/accuracy.md
+	$(BIN)/python -m benchmarks.spectrum --out bench-results/spectrum.md
 	$(BIN)/python -m benchmarks.tdse --out bench-results/tdse.md
+
+bench-spectrum: $(STAMP) ## ten states of 1-D potentials, smooth wells on wide domains (~25 min)
+	$(BIN)/python -m benchmarks.spectrum --out bench-results/spectrum.md
 
 bench-tdse: $(STAMP) ## the time-dependent cases alone: wave packets, coherent state, beats (~15 min)
 	$(BIN)/python -m benchmarks.tdse --out bench-results/tdse.md
