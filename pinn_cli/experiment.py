@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+import threading
 import time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -85,11 +86,29 @@ def run_frame(cfg: Config, run_dir: Path, fields: list[str], t_start: float | No
     provenance_block = provenance.collect(dataclasses.asdict(cfg), sys.argv)
     log.info("config hash %s", provenance_block["config_hash"])
     metrics = outputs.MetricsWriter(run_dir / outputs.METRICS, fields)
+    preload_outputs()
     mirror = open_trackers(cfg, run_dir, provenance_block)
     stop = StopFlag()
     with stop.installed(), failure_recorded(cfg, run_dir, provenance_block, mirror):
         tee = trackers.TrackedMetrics(metrics, mirror) if mirror.live else metrics
         yield Frame(run_dir, tee, stop, provenance_block, t_start, mirror)
+
+
+def preload_outputs() -> threading.Thread:
+    """Import what judging and the figures need (matplotlib ~0.9 s, SciPy) in a daemon thread
+    while training runs: training spends its time in XLA, which releases the GIL, so the
+    imports are off the path from the end of training to the exit. A failure here is left for
+    the real import to report."""
+
+    def load():
+        with suppress(Exception):
+            import scipy.linalg  # noqa: F401
+
+            from . import evaluation, plots  # noqa: F401
+
+    thread = threading.Thread(target=load, name="preload-outputs", daemon=True)
+    thread.start()
+    return thread
 
 
 def open_trackers(cfg: Config, run_dir: Path, provenance_block: dict) -> trackers.Trackers:
