@@ -5,6 +5,7 @@ config.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,9 +109,11 @@ def carrier_power(cfg: Config, potential, n: int) -> float:
     carrying psi_0^a with a kappa_0 > kappa_n would make psi_n / carrier grow towards the walls,
     so a <= kappa_n / kappa_0 (0 for a state above V_edge, a box state). And psi_n / psi_0
     grows like a degree-n polynomial across the allowed region (the oscillator's Hermite
-    factor): a further 1 / sqrt(n) keeps the network's output within a few orders of magnitude
-    (measured on the oscillator's states 1-9). E_n here is a coarse finite-difference estimate
-    (2000 intervals, milliseconds): it only shapes the trial function."""
+    factor): above n = 4 a further 2 / sqrt(n) keeps the network's output within a few orders
+    of magnitude (measured on the oscillator's states 1-9: a = 1 throughout left states 7-9 at
+    1e-6 to 2e-5, 1 / sqrt(n) throughout cost states 2-3 two orders). E_n here is a coarse
+    finite-difference estimate (2000 intervals, milliseconds): it only shapes the trial
+    function."""
     base = cfg.model.carrier
     if base is None:
         base = 0.0 if potential.dim != 1 or potential.piecewise_constant else 1.0
@@ -124,7 +127,8 @@ def carrier_power(cfg: Config, potential, n: int) -> float:
     v_edge = float(min(potential(np.array(lo + inside)), potential(np.array(hi - inside))))
     if energies[n] >= v_edge:
         return 0.0
-    return base * float(np.sqrt((v_edge - energies[n]) / (v_edge - energies[0]) / n))
+    kappa2 = (v_edge - energies[n]) / (v_edge - energies[0])
+    return base * float(np.sqrt(kappa2 * min(1.0, 4.0 / n)))
 
 
 def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=None) -> Built:
@@ -170,4 +174,6 @@ def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=N
     members = cfg.train.ensemble
     params = problem.init_params(prob, net, cfg.energy.init if n == 0 else None, members)
     plan = plan_from(cfg)
+    if n < cfg.state:  # the states above are projected against this one: refine it to the end
+        plan = dataclasses.replace(plan, settle_tol=0.0)
     return Built(potential, prob, plan, train.init_state(prob, plan, params))
