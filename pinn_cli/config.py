@@ -243,9 +243,10 @@ class ModelConfig:
     slope_recovery: float = 0.0
     # activation=siren: the first layer is sin(omega0 z) (Sitzmann et al. 2020 use 30)
     omega0: float = 30.0
-    # state=n: every state k > 0 carries the ground state's decay to this power,
-    # psi_k = B exp(carrier s N0) N_k, so its network need not cancel to zero across the tails;
-    # 0: off; null: 1 where V is not piecewise constant (smooth wells on wide domains), else 0
+    # state=n: each state k > 0 carries a power of the trained ground state's decay,
+    # psi_k = B exp(a_k s N0) N_k, so its network need not cancel to zero across the tails;
+    # a_k = carrier * (scaled per state: assemble.carrier_power); 0: off; null: 1 where V is
+    # not piecewise constant (smooth wells on wide domains), else 0
     carrier: float | None = None
 
 

@@ -70,7 +70,7 @@ def ritz_output_layer(problem: Problem, params) -> dict:
     """
     import scipy.linalg
 
-    f, _, lap = jax.jit(problem.psi.basis_taylor)(params["net"], problem.x)
+    f, lap = jax.jit(problem.psi.basis_taylor)(params["net"], problem.x)
     f, lap = physics.project(problem.lower, problem.w, f, lap)
     f, lap, w, v = (np.asarray(a, float) for a in (f, lap, problem.w, problem.v))
     s = f.T @ (w[:, None] * f)

@@ -365,7 +365,7 @@ def test_the_last_hidden_layer_spans_a_linear_output(name):
     box = BOXES["2d"]
     psi, params = trial(name, box)
     params = perturbed(params)
-    f, _, lap_f = psi.basis_taylor(params, points(box))
+    f, lap_f = psi.basis_taylor(params, points(box))
     c = jnp.concatenate([params["out"]["kernel"][:, 0], params["out"]["bias"]])
     p, _, lap = psi.taylor(params, points(box))
     close(f @ c, p, 1e-12)
