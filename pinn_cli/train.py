@@ -206,11 +206,12 @@ def _run_stage(loop: _Loop, stage: Stage, offset: int, n_steps: int, state: Trai
         state = _keep_alive(state, new, alive, stage.name, loop.result.diverged_at)
         energies.append((int(new.step), _record(loop, stage, offset, state, total, terms)))
         stop = loop.callbacks.stop_requested()
-        converged = stage.converges and (
-            _stalled(
+        settled = stage.converges and _settled(energies, loop.plan.settle_tol, alive)
+        converged = settled or (
+            stage.converges
+            and _stalled(
                 earlier, int(new.step) - loop.plan.refine_window, total, loop.plan.refine_tol, alive
             )
-            or _settled(energies, loop.plan.settle_tol, alive)
         )
         if converged:  # the stage is over: a resume from this checkpoint skips the rest
             state = state.replace(step=jnp.asarray(end, jnp.int32))
@@ -218,7 +219,8 @@ def _run_stage(loop: _Loop, stage: Stage, offset: int, n_steps: int, state: Trai
         if step % loop.plan.checkpoint_every == 0 or step == end or stop or converged:
             loop.callbacks.on_checkpoint(step, state)
         if stop or converged:
-            _stopped(loop.result, stage, step, total, alive, interrupted=stop)
+            why = "E settled" if settled else "stopped decreasing"
+            _stopped(loop.result, stage, step, total, alive, interrupted=stop, why=why)
             break
         earlier.append((int(new.step), total))
     if blocks.steps:
@@ -364,11 +366,9 @@ def _settled(energies: list, tol: float, alive) -> bool:
     return bool(np.all(ok[alive]))
 
 
-def _stopped(result: FitResult, stage: Stage, step: int, total, alive, *, interrupted: bool):
+def _stopped(result: FitResult, stage: Stage, step: int, total, alive, *, interrupted, why):
     if interrupted:
         result.status, result.stop_reason = "interrupted", f"interrupted at step {step}"
     else:
         loss = float(np.min(total[alive]))
-        result.stop_reason = (
-            f"{stage.name} converged at step {step}: loss {loss:.3e} stopped decreasing"
-        )
+        result.stop_reason = f"{stage.name} converged at step {step}: {why} (loss {loss:.3e})"

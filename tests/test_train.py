@@ -217,7 +217,7 @@ def test_the_refinement_stops_once_e_has_settled(tmp_path):
     """The infinite well's E settles at rounding long before the LM budget ends: the stage
     stops, says why, and E is within the tolerance it stopped at."""
     s = run(tmp_path, "train.steps=1000", "optim.refine_steps=800")
-    assert s["stop_reason"].startswith("lm converged at step")
+    assert s["stop_reason"].startswith("lm converged at step") and "E settled" in s["stop_reason"]
     assert s["steps"] < 1800
     assert s["energy"]["rel_error"] < 1e-12
     full = run(
