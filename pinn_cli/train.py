@@ -29,6 +29,8 @@ from .optim import Stage, adam_stage, for_members, lbfgs_stage, make_schedule
 from .problem import Problem
 from .resources import choose_solver
 from .states import ritz_output_layer
+from .stopping import settled as _settled
+from .stopping import stalled as _stalled
 
 
 @dataclass(frozen=True)
@@ -333,37 +335,6 @@ def _record(loop: _Loop, stage: Stage, offset: int, state: TrainState, total, te
     loop.result.history.extend(records)
     loop.callbacks.on_log(records)
     return diagnostics
-
-
-def _stalled(earlier: list, since: int, total, tol: float, alive) -> bool:
-    """A refinement stage stops once the loss is no lower, by a fraction > tol, than it was at
-    the last block that ended at or before step `since`, for every member still training."""
-    before = [loss for step, loss in earlier if step <= since]
-    if not before:
-        return False
-    stalled = (total == 0.0) | ((before[-1] - total) <= tol * before[-1])
-    return bool(np.all(stalled[alive]))
-
-
-SETTLE_WINDOW = 50  # steps over which E must hold still for _settled
-
-
-def _settled(energies: list, tol: float, alive) -> bool:
-    """E has converged for every live member: it agrees with the Rayleigh quotient to a relative
-    tol and moved by less than that over the last SETTLE_WINDOW steps. A plateau on the way to
-    the state (the double well's LM rests ~200 steps near a wrong E) shows E and the quotient
-    apart by 1e-6 or more, so it does not stop there; the residual loss, which keeps falling as
-    psi sharpens after E has settled, would not stop at all."""
-    if tol <= 0 or not energies or "rayleigh" not in energies[-1][1]:
-        return False
-    step, now = energies[-1]
-    before = [d for s, d in energies if s <= step - SETTLE_WINDOW]
-    if not before:
-        return False
-    e, e_r, e_old = now["energy"], now["rayleigh"], before[-1]["energy"]
-    scale = np.abs(e) + 1e-300
-    ok = (np.abs(e - e_r) <= tol * scale) & (np.abs(e - e_old) <= tol * scale)
-    return bool(np.all(ok[alive]))
 
 
 def _stopped(result: FitResult, stage: Stage, step: int, total, alive, *, interrupted, why):

@@ -55,6 +55,7 @@ LAYERS = {
     "evaluation_time": 0,
     "propagation": 0,
     "trackers": 0,
+    "stopping": 0,
 }
 TRAINING = {
     "train",

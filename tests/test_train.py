@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
 
-from pinn_cli import assemble, experiment, physics, problem, train
+from pinn_cli import assemble, experiment, physics, problem, stopping, train
 from pinn_cli.cli import to_config
 from pinn_cli.config import register_configs
 
@@ -202,15 +202,15 @@ def test_settled_needs_e_and_the_rayleigh_quotient_to_agree_and_hold_still():
         return [(s, {"energy": np.array(e), "rayleigh": np.array(r)}) for s, e, r in triples]
 
     settled = rows((2000, [5.0, 7.0], [5.0, 7.0]), (2050, [5.0, 7.0], [5.0, 7.0 + 1e-13]))
-    assert train._settled(settled, 1e-13, alive)
-    assert not train._settled(settled, 0.0, alive)  # 0: never
-    assert not train._settled(settled[1:], 1e-13, alive)  # no row a window earlier
+    assert stopping.settled(settled, 1e-13, alive)
+    assert not stopping.settled(settled, 0.0, alive)  # 0: never
+    assert not stopping.settled(settled[1:], 1e-13, alive)  # no row a window earlier
     plateau = rows((2000, [8.26, 7.0], [8.26 + 1e-5, 7.0]), (2050, [8.26, 7.0], [8.26 + 1e-5, 7.0]))
-    assert not train._settled(plateau, 1e-13, alive)
-    assert train._settled(plateau, 1e-13, np.array([False, True]))  # a diverged member is out
+    assert not stopping.settled(plateau, 1e-13, alive)
+    assert stopping.settled(plateau, 1e-13, np.array([False, True]))  # a diverged member is out
     moving = rows((2000, [5.0 + 1e-11, 7.0], [5.0, 7.0]), (2050, [5.0, 7.0], [5.0, 7.0]))
-    assert not train._settled(moving, 1e-13, alive)
-    assert not train._settled([(2050, {"loss": np.array([1.0])})], 1e-13, alive[:1])
+    assert not stopping.settled(moving, 1e-13, alive)
+    assert not stopping.settled([(2050, {"loss": np.array([1.0])})], 1e-13, alive[:1])
 
 
 def test_the_refinement_stops_once_e_has_settled(tmp_path):
