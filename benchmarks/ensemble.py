@@ -62,14 +62,15 @@ def stage_times(members: list[int], reps: int) -> dict:
         for stage, _ in train.make_stages(built.problem, built.plan, train.one_member(params, k)):
             n = stage.block_size or built.plan.log_every
             opt = built.state.opt[stage.name]
-            compiled = stage.block.lower(params, opt, n).compile()
-            jax.block_until_ready(compiled(params, opt))
-            blocks[(stage.name, k)] = (compiled, params, opt, n)
+            args = (built.problem, params, opt)
+            compiled = stage.block.lower(*args, n).compile()
+            jax.block_until_ready(compiled(*args))
+            blocks[(stage.name, k)] = (compiled, args, n)
     times = {key: [] for key in blocks}
     for _ in range(reps):
-        for key, (compiled, params, opt, n) in blocks.items():
+        for key, (compiled, args, n) in blocks.items():
             t0 = time.perf_counter()
-            jax.block_until_ready(compiled(params, opt))
+            jax.block_until_ready(compiled(*args))
             times[key].append(1e3 * (time.perf_counter() - t0) / n)
     return times
 

@@ -61,19 +61,19 @@ def temp_bytes(compiled) -> float:
     return float(getattr(analysis, "temp_size_in_bytes", float("nan")))
 
 
-def time_block(stage, params, n: int, reps: int) -> dict:
+def time_block(stage, problem, params, n: int, reps: int) -> dict:
     """ms per step of `stage`'s block of n steps (median of reps calls), its memory, and the
     stage's extra terms (cg_iters) of the last call."""
     import jax
 
     opt = stage.init(params)
-    compiled = stage.block.lower(params, opt, n).compile()
-    out = compiled(params, opt)  # warm-up
+    compiled = stage.block.lower(problem, params, opt, n).compile()
+    out = compiled(problem, params, opt)  # warm-up
     jax.block_until_ready(out[2])
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        out = compiled(out[0], out[1])
+        out = compiled(problem, out[0], out[1])
         jax.block_until_ready(out[2])
         times.append((time.perf_counter() - t0) / n)
     extra = {k: float(v) for k, v in out[3].items() if k == "cg_iters"}
@@ -93,13 +93,13 @@ def measure(width: int, points: int, args) -> dict:
         rows, n_params = built.problem.x.shape[0], ravel_pytree(params)[0].size
         row.update(params=n_params, rows=rows)
         if solver == "explicit":
-            trained = adam.block(params, adam.init(params), args.warm)
+            trained = adam.block(built.problem, params, adam.init(params), args.warm)
             row["trained"] = trained[0]
-            row["adam"] = time_block(adam, params, args.adam_block, args.reps)
+            row["adam"] = time_block(adam, built.problem, params, args.adam_block, args.reps)
             if rows * n_params * min(rows, n_params) > args.explicit_max_work:
                 row["explicit"] = None
                 continue
-        row[solver] = time_block(lm, row["trained"], 10, args.reps)
+        row[solver] = time_block(lm, built.problem, row["trained"], 10, args.reps)
     row.pop("trained")
     return row
 

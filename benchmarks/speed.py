@@ -129,13 +129,14 @@ class Timed:
         import jax
 
         self.name, self.block, self.times, self.others = name, block, [], []
+        self.problem = built.problem
         self.state = (built.state.params, stage.init(built.state.params))
         t0 = time.perf_counter()
-        self.compiled = stage.block.lower(*self.state, block).compile()
+        self.compiled = stage.block.lower(self.problem, *self.state, block).compile()
         self.compile_s = time.perf_counter() - t0
         # XLA counts a while loop's body once: flops(block) = one step + the final loss.
         loss = jax.jit(loss).lower(self.state[0]).compile()
-        twice = stage.block.lower(*self.state, 2 * block).compile()
+        twice = stage.block.lower(self.problem, *self.state, 2 * block).compile()
         f1, f2, f_loss = xla_flops(self.compiled), xla_flops(twice), xla_flops(loss)
         self.flops = (f2 - f1) / block if f2 > 1.5 * f1 else f1 - f_loss
         self.run(1)  # warm-up, not counted
@@ -148,7 +149,7 @@ class Timed:
         start = cpu_clock()
         for _ in range(reps):
             t0 = time.perf_counter()
-            params, opt_state, total, _ = self.compiled(*self.state)
+            params, opt_state, total, _ = self.compiled(self.problem, *self.state)
             jax.block_until_ready(total)
             self.times.append((time.perf_counter() - t0) / self.block)
             self.state = (params, opt_state)

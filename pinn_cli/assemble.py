@@ -167,7 +167,7 @@ def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=N
         normalization=cfg.loss.normalization,
         norm_weight=cfg.loss.norm_weight,
         dtype=dtype,
-        lower=lower,
+        lower=None if lower is None else lower.padded(cfg.state),
         first_stage="ritz" if n > 0 else "residual",
         slope_recovery=float(m.slope_recovery),
     )

@@ -6,6 +6,7 @@ summary.json's content (for an ensemble, each member's too).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +33,20 @@ def network_values(built: Built, params, x) -> tuple[np.ndarray, np.ndarray, np.
     """psi, grad psi and lap psi of one network at points x (N, d), as NumPy arrays."""
     import jax
 
+    xs = jax.numpy.asarray(x, built.problem.x.dtype)
+    out = _evaluate()(built.problem.psi, params["net"], xs)
+    return tuple(np.asarray(a, float) for a in out)
+
+
+@functools.cache
+def _evaluate():
+    """physics.evaluate compiled once per trial-function structure and grid shape (the trial
+    function is a pytree: an excited state's carrier is an argument, not a constant)."""
+    import jax
+
     from . import physics
 
-    xs = jax.numpy.asarray(x, built.problem.x.dtype)
-    out = jax.jit(physics.evaluate, static_argnums=0)(built.problem.psi, params["net"], xs)
-    return tuple(np.asarray(a, float) for a in out)
+    return jax.jit(physics.evaluate)
 
 
 def judge_states(cfg: Config, runs: list[StateRun], basis, run_dir: Path) -> dict:
@@ -176,7 +186,7 @@ def _with_training(judged: dict, run: StateRun) -> dict:
 
     problem, result = run.built.problem, run.result
     learned = float(problem.energy(result.params)) if problem.fixed_energy is None else None
-    return evaluation.with_training(
+    trained = evaluation.with_training(
         judged,
         learned=learned,
         fixed=problem.fixed_energy,
@@ -184,6 +194,9 @@ def _with_training(judged: dict, run: StateRun) -> dict:
         status=result.status,
         stop_reason=result.stop_reason,
     )
+    # the states of a run share their compiled stages: state 2 and above compile nothing
+    trained["timing"] = {"compile_s": result.compile_s, "train_s": result.train_s}
+    return trained
 
 
 def _summary(cfg: Config, runs: list[StateRun], states: list[dict], run_dir: Path) -> dict:

@@ -126,30 +126,31 @@ def make_cg_step(ls: LeastSquares, iters: int, tol: float) -> Callable:
     return step
 
 
-def _explicit_block(ls: LeastSquares, finish: Callable) -> Callable:
+def _explicit_block(least_squares: Callable, finish: Callable) -> Callable:
     """n explicit LM steps in one lax.scan."""
-    step = make_lm_step(ls)
 
-    def block(params, opt_state, n):
+    def block(problem, params, opt_state, n):
+        flat, unravel = ravel_pytree(params)
+        step = make_lm_step(least_squares(problem, unravel))
+
         def one(carry, _):
             return step(*carry)[:3], None
 
-        flat = ravel_pytree(params)[0]
         (flat, mu, nu), _ = jax.lax.scan(one, (flat, opt_state["mu"], opt_state["nu"]), None, n)
-        return finish(flat, {"mu": mu, "nu": nu}, {})
+        return finish(problem, unravel, flat, {"mu": mu, "nu": nu}, {})
 
     return block
 
 
-def _cg_block(ls: LeastSquares, finish: Callable, iters, tol) -> Callable:
+def _cg_block(least_squares: Callable, finish: Callable, iters, tol) -> Callable:
     """n matrix-free LM steps in one lax.scan, the preconditioner computed once at its start;
     reports the mean CG iterations per step as the term "cg_iters"."""
-    cg_step = make_cg_step(ls, iters, tol)
-    diagonal = ls.diagonal
 
-    def block(params, opt_state, n):
-        flat = ravel_pytree(params)[0]
-        diag = diagonal(flat)
+    def block(problem, params, opt_state, n):
+        flat, unravel = ravel_pytree(params)
+        ls = least_squares(problem, unravel)
+        cg_step = make_cg_step(ls, iters, tol)
+        diag = ls.diagonal(flat)
 
         def one(carry, _):
             flat, mu, nu, delta = carry
@@ -159,27 +160,28 @@ def _cg_block(ls: LeastSquares, finish: Callable, iters, tol) -> Callable:
         carry = (flat, opt_state["mu"], opt_state["nu"], opt_state["delta"])
         (flat, mu, nu, delta), k = jax.lax.scan(one, carry, None, n)
         state = {"mu": mu, "nu": nu, "delta": delta}
-        return finish(flat, state, {"cg_iters": jnp.mean(k.astype(flat.dtype))})
+        extra = {"cg_iters": jnp.mean(k.astype(flat.dtype))}
+        return finish(problem, unravel, flat, state, extra)
 
     return block
 
 
 def lm_stage(
-    least_squares: Callable[[Callable], LeastSquares],
+    least_squares: Callable,
     loss: Callable,
-    params_like,
     solver: str = "explicit",
     cg_iters: int = 20,
     cg_tol: float = 1e-3,
     rescale: Callable | None = None,
 ) -> Stage:
     """Levenberg-Marquardt with the "explicit" or "cg" solver (not "auto": see choose_solver) on
-    the residual vector `least_squares(unravel)` builds (unravel: flat vector -> parameters).
+    the residual vector `least_squares(problem, unravel)` builds (unravel: flat vector ->
+    parameters); `loss(problem, params)` is reported after each block.
 
     opt_state = {"mu": damping, "nu": its growth factor}, plus for "cg" the last step ("delta",
-    CG's warm start). `rescale(params)`, applied after every block, moves the parameters along a
-    direction the residual cannot see (psi's scale), so rounding cannot drift them along it."""
-    _, unravel = ravel_pytree(params_like)
+    CG's warm start). `rescale(problem, params)`, applied after every block, moves the parameters
+    along a direction the residual cannot see (psi's scale), so rounding cannot drift them
+    along it."""
 
     def init(params):
         # mu < 0 asks the first step to start from 1e-3 * max diag(J^T J), computed there.
@@ -187,15 +189,14 @@ def lm_stage(
         state = {"mu": jnp.asarray(-1.0, flat.dtype), "nu": jnp.asarray(2.0, flat.dtype)}
         return state | ({"delta": jnp.zeros_like(flat)} if solver == "cg" else {})
 
-    def finish(flat, opt_state, extra):
-        params = unravel(flat) if rescale is None else rescale(unravel(flat))
-        total, terms = loss(params)
+    def finish(problem, unravel, flat, opt_state, extra):
+        params = unravel(flat) if rescale is None else rescale(problem, unravel(flat))
+        total, terms = loss(problem, params)
         return params, opt_state, total, terms | extra
 
-    ls = least_squares(unravel)
     if solver == "explicit":
-        block = _explicit_block(ls, finish)
+        block = _explicit_block(least_squares, finish)
     else:
-        block = _cg_block(ls, finish, cg_iters, cg_tol)
+        block = _cg_block(least_squares, finish, cg_iters, cg_tol)
     nan = lambda k: float("nan")  # noqa: E731
     return Stage("lm", init, block, nan, block_size=REFINE_BLOCK, converges=True, solver=solver)

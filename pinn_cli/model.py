@@ -13,6 +13,7 @@ Taylor rules (fixed, trainable, or mixing a layer's units) are in nonlinear.py.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -140,11 +141,12 @@ class Carrier:
     """A fixed factor exp(power * s N0(x)) that an excited state's trial function carries: the
     ground state's decay (psi_0 = B exp(s N0)), so that the network of state k only has to
     represent psi_k / psi_0^power, a function without psi_k's decaying tails. Compared by
-    identity (its parameters are arrays)."""
+    identity (its parameters are arrays). A pytree: the parameters and the power are leaves, so
+    one compiled program serves every state that carries a factor of the same shape."""
 
     ground: TrialFunction
     params: dict
-    power: float = 1.0
+    power: float | jax.Array = 1.0
 
     def jet(self, x: jax.Array) -> Jet:
         g = self.ground
@@ -156,7 +158,8 @@ class Carrier:
 class TrialFunction:
     """psi(params, x) = B(x) C(x) g(N(features(x))): B the envelope (zero on the box's faces, or
     on the circle of `radius` about the origin), C an optional fixed `Carrier` (1 without one),
-    g = exp or identity."""
+    g = exp or identity. A pytree whose only leaves are the carrier's: the rest is its static
+    structure, equal for networks of equal shape."""
 
     graphdef: nnx.GraphDef
     box: Box
@@ -244,6 +247,12 @@ class TrialFunction:
         return self.envelope(x)[0] * g
 
 
+jax.tree_util.register_dataclass(Carrier, ["params", "power"], ["ground"])
+jax.tree_util.register_dataclass(
+    TrialFunction, ["carrier"], ["graphdef", "box", "kinks", "output", "scale", "radius"]
+)
+
+
 def make_trial_function(
     *,
     box: Box,
@@ -270,17 +279,24 @@ def make_trial_function(
     kinks = box.breakpoints if breakpoint_features else ((),) * box.dim
     in_features = box.dim + sum(len(k) for k in kinks)
     act = activation if isinstance(activation, Activation) else Activation(activation)
+    shape = (in_features, width, depth, act, jnp.dtype(dtype), outputs, key.ndim)
+    graphdef, init = _initializer(*shape)
+    params = init(key)
+    return TrialFunction(graphdef, box, tuple(kinks), output, scale, radius, carrier), params
+
+
+@functools.lru_cache(maxsize=16)
+def _initializer(in_features, width, depth, act, dtype, outputs, batched):
+    """(graphdef, key -> pure-dict parameters), compiled once per network shape: one program
+    instead of a dozen eagerly compiled ops (same numbers), shared by every state of a run."""
 
     def make(k):
         rngs = nnx.Rngs(params=k)
         return MLP(in_features, width, depth, act, dtype=dtype, rngs=rngs, outputs=outputs)
 
-    # One compiled initialisation instead of a dozen eagerly compiled ops (same numbers).
-    one = key if key.ndim == 0 else key[0]
-    graphdef = nnx.graphdef(nnx.eval_shape(make, one))
+    graphdef = nnx.graphdef(nnx.eval_shape(make, jax.random.key(0)))
     init = lambda k: nnx.to_pure_dict(nnx.state(make(k)))  # noqa: E731
-    params = jax.jit(init if key.ndim == 0 else jax.vmap(init))(key)
-    return TrialFunction(graphdef, box, tuple(kinks), output, scale, radius, carrier), params
+    return graphdef, jax.jit(init if batched == 0 else jax.vmap(init))
 
 
 def derivatives(psi: Callable, params, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:

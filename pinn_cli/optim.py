@@ -82,29 +82,46 @@ def make_schedule(kind: str, lr: float, lr_final: float, steps: int) -> optax.Sc
     return optax.exponential_decay(lr, transition_steps=steps, decay_rate=lr_final / lr)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Stage:
+    """An optimiser stage. `raw` takes the problem (a pytree: its arrays are arguments, not
+    constants of the program) before the parameters, so one compiled block serves every
+    problem of the same shapes: the states of a run, the windows of a time evolution."""
+
     name: str
     init: Callable  # params -> opt_state
-    raw: Callable  # (params, opt_state, n) -> (params, opt_state, total, terms), not jitted
+    raw: Callable  # (problem, params, opt_state, n) -> (params, opt_state, total, terms)
     lr: Callable[[int], float]  # step within the stage -> learning rate, for the log
-    enter: Callable | None = None  # params -> params when the stage starts (not on resume)
-    members: int = 1  # > 1: every argument and result of `raw` has a leading member axis
+    enter: Callable | None = None  # (problem, params) -> params as the stage starts (not resumed)
+    members: int = 1  # > 1: params, opt_state and the results of `raw` have a member axis
     block_size: int | None = None  # steps per compiled block; None: the plan's log interval
     converges: bool = False  # stop once a block no longer lowers the loss (refinement stages)
     solver: str | None = None  # the linear solver of a second-order stage, for the record
+    # compiled blocks by (steps, argument signature), kept with the stage for its next problem
+    # (not an __init__ argument: a stage made by dataclasses.replace starts with none)
+    compiled: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     @functools.cached_property
     def block(self) -> Callable:
-        """`raw` compiled, with n static; vmapped over the members of an ensemble."""
+        """`raw` jitted, with n static; vmapped over the members of an ensemble (the problem
+        is shared by all members)."""
         if self.members == 1:
-            return jax.jit(self.raw, static_argnums=2)
+            return jax.jit(self.raw, static_argnums=3)
         raw = self.raw
 
-        def ensemble(params, opt_state, n):
-            return jax.vmap(lambda p, o: raw(p, o, n))(params, opt_state)
+        def ensemble(problem, params, opt_state, n):
+            return jax.vmap(lambda p, o: raw(problem, p, o, n))(params, opt_state)
 
-        return jax.jit(ensemble, static_argnums=2)
+        return jax.jit(ensemble, static_argnums=3)
+
+
+def signature(*args) -> tuple:
+    """What a compiled program depends on: the pytree structure (with its static parts) and
+    each leaf's shape, dtype and placement."""
+    leaves, tree = jax.tree.flatten(args)
+    return tree, tuple(
+        (jnp.shape(a), jnp.result_type(a), getattr(a, "sharding", None)) for a in leaves
+    )
 
 
 def for_members(stage: Stage, members: int) -> Stage:
@@ -116,26 +133,28 @@ def for_members(stage: Stage, members: int) -> Stage:
 
 
 def scan_block(loss: Callable, update: Callable) -> Callable:
-    """A block of n steps of `update(params, opt_state, total, grads)`."""
-    value_and_grad = jax.value_and_grad(loss, has_aux=True)
+    """A block of n steps of `update(params, opt_state, total, grads)` on `loss(problem,
+    params)`."""
+    value_and_grad = jax.value_and_grad(loss, argnums=1, has_aux=True)
 
-    def one_step(carry, _):
-        params, opt_state = carry
-        (total, terms), grads = value_and_grad(params)
-        return update(params, opt_state, total, grads), (total, terms)
+    def block(problem, params, opt_state, n):
+        def one_step(carry, _):
+            params, opt_state = carry
+            (total, terms), grads = value_and_grad(problem, params)
+            return update(problem, params, opt_state, total, grads), (total, terms)
 
-    def block(params, opt_state, n):
         (params, opt_state), _ = jax.lax.scan(one_step, (params, opt_state), length=n)
-        total, terms = loss(params)
+        total, terms = loss(problem, params)
         return params, opt_state, total, terms
 
     return block
 
 
 def adam_stage(loss: Callable, schedule: optax.Schedule) -> Stage:
+    """Adam on `loss(problem, params) -> (total, terms)`."""
     opt = optax.adam(schedule)
 
-    def update(params, opt_state, total, grads):
+    def update(problem, params, opt_state, total, grads):
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
@@ -145,11 +164,15 @@ def adam_stage(loss: Callable, schedule: optax.Schedule) -> Stage:
 def lbfgs_stage(loss: Callable, block_size: int) -> Stage:
     """optax.lbfgs with its zoom line search (strong Wolfe conditions)."""
     opt = optax.lbfgs()
-    loss_only = lambda p: loss(p)[0]  # noqa: E731
 
-    def update(params, opt_state, total, grads):
+    def update(problem, params, opt_state, total, grads):
         updates, opt_state = opt.update(
-            grads, opt_state, params, value=total, grad=grads, value_fn=loss_only
+            grads,
+            opt_state,
+            params,
+            value=total,
+            grad=grads,
+            value_fn=lambda p: loss(problem, p)[0],
         )
         return optax.apply_updates(params, updates), opt_state
 

@@ -40,12 +40,23 @@ def energy_quotient(p, lap, w, v):
     return jnp.sum(w * p * residual(p, lap, v, 0.0)) / jnp.sum(w * p**2)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Lower:
-    """Lower eigenstates on the grid: values and Laplacians (M, K), W-orthonormal columns."""
+    """Lower eigenstates on the grid: values and Laplacians (M, K), W-orthonormal columns. Zero
+    columns (padding, so that every state of a run has the same shapes) change nothing."""
 
     p: jax.Array
     lap: jax.Array
+
+    def padded(self, k: int) -> Lower:
+        """The same states with zero columns up to k (as they are when they have k or more)."""
+        if self.p.shape[1] >= k:
+            return self
+        pad = lambda a: jnp.pad(a, ((0, 0), (0, k - a.shape[1])))  # noqa: E731
+        return Lower(pad(self.p), pad(self.lap))
+
+
+jax.tree_util.register_dataclass(Lower, ["p", "lap"], [])
 
 
 def _weights_like(w, a):

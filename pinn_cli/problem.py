@@ -21,15 +21,17 @@ from .quadrature import Rule
 from .resources import DIAGONAL_CHUNK
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Problem:
-    """Everything the jitted code needs, as plain values and arrays."""
+    """Everything the jitted code needs, as plain values and arrays. A pytree (arrays, the fixed
+    energy and the trial function's carrier are leaves; the rest is static), passed to the
+    compiled stages as an argument: the states of a run share their programs."""
 
     psi: TrialFunction
     x: jax.Array  # (N, d)
     w: jax.Array  # (N,)
     v: jax.Array  # (N,) V at x
-    fixed_energy: float | None  # None: E is a trainable parameter
+    fixed_energy: float | jax.Array | None  # None: E is a trainable parameter
     energy_scale: float  # E = energy_scale * params["energy"] when learned
     normalization: str = "hard"
     norm_weight: float = 1.0
@@ -89,6 +91,13 @@ class Problem:
     def diagnostics(self, params) -> dict[str, jax.Array]:
         """The numbers logged with every block: E and the Rayleigh quotient."""
         return {"energy": self.energy(params), "rayleigh": rayleigh(self, params)}
+
+
+jax.tree_util.register_dataclass(
+    Problem,
+    ["psi", "x", "w", "v", "fixed_energy", "lower"],
+    ["energy_scale", "normalization", "norm_weight", "first_stage", "slope_recovery"],
+)
 
 
 def make_problem(

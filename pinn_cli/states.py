@@ -60,6 +60,13 @@ class Basis:
         return [stacked[..., : len(r)] @ r for r in self.rows]
 
 
+@jax.jit
+def _basis_taylor(psi, net, x):
+    """psi's output-layer basis and its Laplacian (TrialFunction.basis_taylor), compiled once
+    for every state whose trial function has the same structure."""
+    return psi.basis_taylor(net, x)
+
+
 def ritz_output_layer(problem: Problem, params) -> dict:
     """Rayleigh-Ritz in the span of the last hidden layer: set the (linear) output layer to the
     lowest eigenvector of H in that span, orthogonal to the lower states, and E to its eigenvalue.
@@ -70,7 +77,7 @@ def ritz_output_layer(problem: Problem, params) -> dict:
     """
     import scipy.linalg
 
-    f, lap = jax.jit(problem.psi.basis_taylor)(params["net"], problem.x)
+    f, lap = _basis_taylor(problem.psi, params["net"], problem.x)
     f, lap = physics.project(problem.lower, problem.w, f, lap)
     f, lap, w, v = (np.asarray(a, float) for a in (f, lap, problem.w, problem.v))
     s = f.T @ (w[:, None] * f)

@@ -57,9 +57,10 @@ def residual(p, p_t, p_xx, v):
     return jnp.stack([re, im], axis=-1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TimeProblem:
-    """One time window as plain arrays: points (x, t), weights, V, and s, s_xx at each point."""
+    """One time window as plain arrays: points (x, t), weights, V, and s, s_xx at each point. A
+    pytree like problem.Problem: the windows of a run share their compiled stages."""
 
     net: TrialFunction  # features over (x, t) and the network with two outputs
     interval: tuple[float, float]  # the spatial domain
@@ -122,6 +123,13 @@ class TimeProblem:
         if self.slope_recovery > 0:  # the term w S(a) of the loss is the row sqrt(w S(a))
             return with_row(ls, lambda flat: jnp.sqrt(self.recovery(unravel(flat))))
         return ls
+
+
+jax.tree_util.register_dataclass(
+    TimeProblem,
+    ["net", "x", "w", "v", "start", "start_xx", "norm0"],
+    ["interval", "window", "times", "first_stage", "slope_recovery"],
+)
 
 
 def least_squares(problem: TimeProblem, unravel: Callable, chunk: int) -> LeastSquares:

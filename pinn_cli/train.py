@@ -25,7 +25,7 @@ from jax.flatten_util import ravel_pytree
 
 from . import ensemble
 from .lm import REFINE_BLOCK, lm_stage
-from .optim import Stage, adam_stage, for_members, lbfgs_stage, make_schedule
+from .optim import Stage, adam_stage, for_members, lbfgs_stage, make_schedule, signature
 from .problem import Problem
 from .resources import choose_solver
 from .states import ritz_output_layer
@@ -94,29 +94,49 @@ class Callbacks:
     stop_requested: Callable[[], bool] = lambda: False
 
 
-def make_stages(problem: Problem, plan: Plan, params_like) -> list[tuple[Stage, int]]:
-    """[(stage, number of steps)] in order. `params_like`: one member's parameters."""
-    loss = problem.loss()
-    schedule = make_schedule(plan.lr_schedule, plan.lr, plan.lr_final, plan.steps)
-    stages = [(adam_stage(problem.loss(problem.first_stage), schedule), plan.steps)]
-    if plan.refine == "lm":
-        solver = lm_solver(problem, plan, params_like)
-        ls = problem.least_squares
-        lm = lm_stage(
-            ls, loss, params_like, solver, plan.cg_iters, plan.cg_tol, rescale=problem.rescaled
-        )
-        stages.append((lm, plan.refine_steps))
-    elif plan.refine == "lbfgs":
-        stages.append((lbfgs_stage(loss, REFINE_BLOCK), plan.refine_steps))
-    if problem.first_stage == "ritz":
-        if plan.ensemble > 1:
-            raise ValueError("ensembles train ground states only (no Rayleigh-Ritz stage)")
-        enter = functools.partial(ritz_output_layer, problem)
-        stages[1:] = [(dataclasses.replace(st, enter=enter), n) for st, n in stages[1:]]
-    return [(for_members(st, plan.ensemble), n) for st, n in stages]
+def make_stages(problem, plan: Plan, params_like) -> list[tuple[Stage, int]]:
+    """[(stage, number of steps)] in order. `params_like`: one member's parameters. The stages
+    are shared by every problem of the same kind under the same plan, with their compiled
+    blocks: the second state of a run (or window of an evolution) compiles nothing."""
+    solver = lm_solver(problem, plan, params_like) if plan.refine == "lm" else None
+    key = (type(problem), problem.first_stage, plan.lr_schedule, plan.lr, plan.lr_final)
+    key += (plan.steps, plan.refine, solver, plan.cg_iters, plan.cg_tol, plan.ensemble)
+    stages = _stages(*key)
+    return list(zip(stages, (plan.steps, plan.refine_steps)))
 
 
-def lm_solver(problem: Problem, plan: Plan, params_like) -> str:
+@functools.lru_cache(maxsize=8)
+def _stages(kind, first_stage, lr_schedule, lr, lr_final, steps, refine, solver, *rest):
+    cg_iters, cg_tol, members = rest
+    loss = _loss("residual")
+    schedule = make_schedule(lr_schedule, lr, lr_final, steps)
+    stages = [adam_stage(_loss(first_stage), schedule)]
+    enter = ritz_output_layer if first_stage == "ritz" else None
+    if enter is not None and members > 1:
+        raise ValueError("ensembles train ground states only (no Rayleigh-Ritz stage)")
+    if refine == "lm":
+        ls = lambda problem, unravel: problem.least_squares(unravel)  # noqa: E731
+        rescale = lambda problem, params: problem.rescaled(params)  # noqa: E731
+        lm = lm_stage(ls, loss, solver, cg_iters, cg_tol, rescale=rescale)
+        stages.append(dataclasses.replace(lm, enter=enter))
+    elif refine == "lbfgs":
+        stages.append(dataclasses.replace(lbfgs_stage(loss, REFINE_BLOCK), enter=enter))
+    return tuple(for_members(st, members) for st in stages)
+
+
+def _loss(kind: str) -> Callable:
+    """(problem, params) -> (total, terms) of the problem's loss of that kind."""
+    return lambda problem, params: problem.loss(kind)(params)
+
+
+@functools.cache
+def _diagnostics(members: int) -> Callable:
+    """(problem, params) -> the problem's diagnostics, compiled once, per member."""
+    one = lambda problem, params: problem.diagnostics(params)  # noqa: E731
+    return jax.jit(one if members == 1 else jax.vmap(one, in_axes=(None, 0)))
+
+
+def lm_solver(problem, plan: Plan, params_like) -> str:
     """The linear solver the LM stage uses: plan.solver, or by cost estimate for "auto"."""
     return choose_solver(plan.solver, problem.residual_rows, ravel_pytree(params_like)[0].size)
 
@@ -125,7 +145,7 @@ def one_member(params, members: int):
     return params if members == 1 else ensemble.member(params, 0)
 
 
-def init_state(problem: Problem, plan: Plan, params) -> TrainState:
+def init_state(problem, plan: Plan, params) -> TrainState:
     stages = make_stages(problem, plan, one_member(params, plan.ensemble))
     return TrainState(
         params=params,
@@ -139,6 +159,7 @@ def init_state(problem: Problem, plan: Plan, params) -> TrainState:
 class _Loop:
     """What the fit carries from block to block: its instruments and the result so far."""
 
+    problem: Problem
     plan: Plan
     callbacks: Callbacks
     diagnostics: Callable  # params -> {name: number}, per member (problem.diagnostics)
@@ -163,12 +184,8 @@ def fit(
     result = FitResult(params=state.params, step=int(state.step))
     result.diverged_at = [None if d < 0 else int(d) for d in np.asarray(state.diverged_at)]
     result.final_loss = [float("nan")] * plan.ensemble
-    loop = _Loop(
-        plan,
-        callbacks or Callbacks(),
-        jax.jit(problem.diagnostics if plan.ensemble == 1 else jax.vmap(problem.diagnostics)),
-        result,
-    )
+    diagnostics = functools.partial(_diagnostics(plan.ensemble), problem)
+    loop = _Loop(problem, plan, callbacks or Callbacks(), diagnostics, result)
     offset = 0
     for stage, n_steps in stages:
         state = _run_stage(loop, stage, offset, n_steps, state)
@@ -184,8 +201,8 @@ def fit(
 def _run_stage(loop: _Loop, stage: Stage, offset: int, n_steps: int, state: TrainState):
     end = offset + n_steps
     if stage.enter is not None and int(state.step) == offset and n_steps > 0:
-        state = state.replace(params=stage.enter(state.params))
-    blocks = _Blocks(stage, loop.result)
+        state = state.replace(params=stage.enter(loop.problem, state.params))
+    blocks = _Blocks(stage, loop.problem, loop.result)
     if stage.solver is not None:
         loop.result.solvers[stage.name] = stage.solver
     size = stage.block_size or loop.plan.log_every
@@ -259,25 +276,28 @@ def compile_interruptibly(lowered, stop_requested: Callable[[], bool], poll_s: f
 
 
 class _Blocks:
-    """A stage's compiled blocks, one per block length, and the time spent running them."""
+    """A stage's compiled blocks on one problem, and the time spent running them. The programs
+    are kept with the stage (`Stage.compiled`), so a later problem of the same signature (the
+    next state, the next time window) reuses them."""
 
-    def __init__(self, stage: Stage, result: FitResult):
-        self.stage, self.result = stage, result
-        self.compiled: dict[int, Callable] = {}
+    def __init__(self, stage: Stage, problem, result: FitResult):
+        self.stage, self.problem, self.result = stage, problem, result
         self.seconds, self.steps = 0.0, 0
 
     def advance(self, state: TrainState, n: int, callbacks: Callbacks):
         """(state n steps on, total loss per member (NumPy), named terms). Raises Interrupted
         when a stop is requested while the block compiles."""
         params, opt_state = state.params, state.opt[self.stage.name]
-        if n not in self.compiled:
+        args = (self.problem, params, opt_state)
+        key = (n, signature(*args))
+        if key not in self.stage.compiled:
             tc = time.perf_counter()
-            lowered = self.stage.block.lower(params, opt_state, n)
-            self.compiled[n] = compile_interruptibly(lowered, callbacks.stop_requested)
+            lowered = self.stage.block.lower(*args, n)
+            self.stage.compiled[key] = compile_interruptibly(lowered, callbacks.stop_requested)
             self.result.compile_s += time.perf_counter() - tc
         tr = time.perf_counter()
         self.result.first_step_at = self.result.first_step_at or tr
-        params, opt_state, total, terms = self.compiled[n](params, opt_state)
+        params, opt_state, total, terms = self.stage.compiled[key](*args)
         total = np.atleast_1d(np.asarray(total, dtype=float))  # waits for the block
         self.result.last_step_at = time.perf_counter()
         self.result.train_s += self.result.last_step_at - tr

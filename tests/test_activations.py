@@ -351,7 +351,8 @@ def test_an_ensemble_trains_its_members_activation_parameters_apart(name):
     )  # fmt: skip
     built = assemble.build(cfg)
     stage = train.make_stages(built.problem, built.plan, ensemble.member(built.state.params, 0))
-    params, _, total, _ = stage[0][0].block(built.state.params, built.state.opt["adam"], 5)
+    block = stage[0][0].block
+    params, _, total, _ = block(built.problem, built.state.params, built.state.opt["adam"], 5)
     assert total.shape == (2,) and np.all(np.isfinite(total))
     start = built.state.params["net"]["activations"]
     for a, b in zip(jax.tree.leaves(start), jax.tree.leaves(params["net"]["activations"])):

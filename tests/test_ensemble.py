@@ -55,9 +55,9 @@ class Poisoned:
     def lower(self, *args):
         compiled = self.block.lower(*args).compile()
 
-        def run(params, opt_state):
+        def run(problem, params, opt_state):
             self.calls += 1
-            params, opt_state, total, terms = compiled(params, opt_state)
+            params, opt_state, total, terms = compiled(problem, params, opt_state)
             if self.calls >= self.after:
                 for m in self.members:
                     params = jax.tree.map(lambda a, m=m: a.at[m].set(jnp.nan), params)

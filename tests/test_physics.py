@@ -170,6 +170,11 @@ def test_projection_removes_the_lower_states():
     assert abs(float(np.sum(w * p * ground[:, 0]))) < 1e-14
     # the Laplacian of the projected function: lap f - c lap(ground)
     np.testing.assert_allclose(lap, f_lap + c * np.pi**2 * ground[:, 0], rtol=1e-13, atol=1e-13)
+    # zero columns (every state of a run padded to one shape) project the same
+    padded = lower.padded(4)
+    assert padded.p.shape == (64, 4) and lower.padded(1) is lower
+    for a, b in zip(physics.project(padded, w, f, f_lap), (p, lap)):
+        np.testing.assert_allclose(a, b, rtol=1e-15, atol=1e-15)
 
 
 def test_hard_normalisation_is_scale_invariant_and_penalty_is_not():

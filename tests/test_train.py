@@ -112,9 +112,10 @@ def test_blocks_resume_bit_identically():
     built = assemble.build(config("model.width=8", "train.points=32", "optim=adam"))
     stage = train.make_stages(built.problem, built.plan, built.state.params)[0][0]
     params, opt = built.state.params, built.state.opt["adam"]
-    p20, _, *_ = stage.block(params, opt, 20)
-    p10, o10, *_ = stage.block(params, opt, 10)
-    p10, o10, *_ = stage.block(p10, o10, 10)
+    prob = built.problem
+    p20, _, *_ = stage.block(prob, params, opt, 20)
+    p10, o10, *_ = stage.block(prob, params, opt, 10)
+    p10, o10, *_ = stage.block(prob, p10, o10, 10)
     for a, b in zip(jax.tree.leaves(p20), jax.tree.leaves(p10)):
         assert jnp.array_equal(a, b)
 
@@ -185,7 +186,7 @@ def test_the_lm_stage_holds_psi_s_scale_where_the_residual_cannot_see_it():
     r0, r1 = ls.residual(ravel_pytree(drifted)[0]), ls.residual(ravel_pytree(back)[0])
     np.testing.assert_allclose(r1, r0, rtol=1e-8, atol=1e-12)
     lm = train.make_stages(prob, built.plan, params)[1][0]
-    after = lm.block(drifted, lm.init(drifted), 2)[0]
+    after = lm.block(prob, drifted, lm.init(drifted), 2)[0]
     assert norm2(after) == pytest.approx(1.0, rel=1e-10)
     # With the penalty normalisation the scale is the loss's business: left alone.
     tiny = ("potential=finite_well", "model.width=4", "train.points=24")
