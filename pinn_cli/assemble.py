@@ -131,6 +131,26 @@ def carrier_power(cfg: Config, potential, n: int) -> float:
     return base * float(np.sqrt(kappa2 * min(1.0, 4.0 / n)))
 
 
+def check_devices(devices: int) -> None:
+    """Refuse train.devices beyond the devices JAX sees (before anything compiles)."""
+    import jax
+
+    found = jax.devices()
+    if len(found) < devices:
+        raise ConfigError(
+            f"train.devices={devices}: only {len(found)} {found[0].platform} device(s) visible; "
+            f"use train.devices <= {len(found)} (on CPU, more host devices come from "
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={devices})"
+        )
+
+
+def on_devices(devices: int, prob, params):
+    """The problem's points split over `devices` devices, the parameters replicated."""
+    from . import problem, sharding
+
+    return sharding.shard(prob, problem.POINT_FIELDS, devices), sharding.replicate(params, devices)
+
+
 def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=None) -> Built:
     """Potential, grid, network, problem and plan for state n, with its initial training state.
     `lower`: the states below n on the grid, W-orthonormal; `carrier`: a model.Carrier for
@@ -144,6 +164,8 @@ def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=N
     from . import ensemble, model, problem, train
 
     dtype = jnp.float64 if cfg.precision == "float64" else jnp.float32
+    if cfg.train.devices > 1:
+        check_devices(cfg.train.devices)
     potential = potential_from(cfg)
     m = cfg.model
     psi, net = model.make_trial_function(
@@ -173,6 +195,8 @@ def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=N
     )
     members = cfg.train.ensemble
     params = problem.init_params(prob, net, cfg.energy.init if n == 0 else None, members)
+    if cfg.train.devices > 1:
+        prob, params = on_devices(cfg.train.devices, prob, params)
     plan = plan_from(cfg)
     if n < cfg.state:  # the states above are projected against this one: refine it to the end
         plan = dataclasses.replace(plan, settle_tol=0.0)

@@ -278,6 +278,9 @@ class TrainConfig:
     keep_checkpoints: int = 3
     # K > 1: K networks from seeds seed..seed+K-1, trained side by side in one vmapped program.
     ensemble: int = 1
+    # N > 1: the collocation points split over N devices (GPUs; on CPU, host devices made by
+    # XLA_FLAGS=--xla_force_host_platform_device_count=N), parameters replicated (sharding.py)
+    devices: int = 1
 
 
 @dataclass

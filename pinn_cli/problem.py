@@ -93,6 +93,9 @@ class Problem:
         return {"energy": self.energy(params), "rayleigh": rayleigh(self, params)}
 
 
+# The fields that hold one value (or row) per collocation point: split over train.devices.
+POINT_FIELDS = ("x", "w", "v", "lower")
+
 jax.tree_util.register_dataclass(
     Problem,
     ["psi", "x", "w", "v", "fixed_energy", "lower"],

@@ -146,6 +146,12 @@ def _check_settings(cfg: Config) -> None:
     _require(t.log_every >= 1, f"train.log_every={t.log_every} must be >= 1")
     _require(t.checkpoint_every >= 1, f"train.checkpoint_every={t.checkpoint_every} must be >= 1")
     _check_ensemble(cfg)
+    _require(t.devices >= 1, f"train.devices={t.devices} must be >= 1 (1: one device)")
+    _require(
+        t.devices == 1 or t.ensemble == 1,
+        f"train.devices={t.devices} with train.ensemble={t.ensemble}: an ensemble runs on one "
+        f"device (its members already batch the work); use train.devices=1 or train.ensemble=1",
+    )
     _require(t.keep_checkpoints >= 1, f"train.keep_checkpoints={t.keep_checkpoints} must be >= 1")
     _require(
         cfg.optim.refine_steps >= 0, f"optim.refine_steps={cfg.optim.refine_steps} must be >= 0"
@@ -402,6 +408,11 @@ def _check_equation(cfg: Config, potential) -> None:
     )
     _require(cfg.state == 0, f"state={cfg.state} is for eigenproblems; equation=tdse has none")
     _require(cfg.train.ensemble == 1, "train.ensemble > 1 is for eigenproblems, not equation=tdse")
+    _require(
+        cfg.train.devices == 1,
+        f"train.devices={cfg.train.devices} splits an eigenproblem's points; equation=tdse runs "
+        f"on one device (train.devices=1)",
+    )
     _require(tm.T > 0, f"time.T={tm.T} must be > 0 (the end time)")
     _require(
         tm.windows is None or tm.windows >= 1,

@@ -76,6 +76,7 @@ BAD = [
     ("optim.refine", "newton", "newton"),
     ("loss.normalization", "soft", "soft"),
     ("train.ensemble", 0, "train.ensemble=0"),
+    ("train.devices", 0, "train.devices=0"),
 ]
 
 
@@ -97,6 +98,8 @@ def test_impossible_values_name_the_value(composer, key, value, needle):
         (["potential.domain=[1,0]"], "lo < hi"),
         (["potential=finite_well", "energy=fixed"], "energy.value"),
         (["train.ensemble=4", "state=1"], "state=0 or train.ensemble=1"),
+        (["train.ensemble=2", "train.devices=2"], "train.devices=1 or train.ensemble=1"),
+        (["initial=gaussian", "train.devices=2"], "equation=tdse runs on one device"),
     ],
 )
 def test_impossible_potentials(composer, overrides, needle):

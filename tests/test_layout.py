@@ -32,6 +32,7 @@ LAYERS = {
     "problem": 1,
     "tdse": 1,
     "physics": 0,
+    "sharding": 0,
     "model": 0,
     "potentials": 0,
     "potentials2d": 0,

@@ -1,0 +1,82 @@
+"""train.devices: the collocation points split over several devices give the one-device result.
+
+The multi-device runs are in a subprocess whose CPU shows two host devices
+(XLA_FLAGS=--xla_force_host_platform_device_count=2), the way CI tests a program meant for
+several GPUs.
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_train import config
+
+from pinn_cli import assemble, physics, problem, sharding
+
+TWO_DEVICES = r"""
+import json, sys
+from pathlib import Path
+from pinn_cli import api, experiment
+out = {}
+for devices in (1, 2):
+    cfg, _ = api.compose(*sys.argv[2:], f"train.devices={devices}", "compile_cache=null")
+    r = experiment.run(cfg, Path(sys.argv[1]) / str(devices))
+    states = r.summary["states"]
+    out[devices] = [[s["energy"]["estimate"], s["wavefunction"]["l2_error"]] for s in states]
+print(json.dumps(out))
+"""
+
+
+def two_device_runs(tmp_path, *overrides):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    cmd = [sys.executable, "-c", TWO_DEVICES, str(tmp_path), *overrides, "progress=false"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return np.array(out["1"]), np.array(out["2"])
+
+
+def test_two_devices_give_the_one_device_states(tmp_path):
+    """An excited state (lower states and a carrier as arguments) on an odd number of points
+    (padded with weight-zero points): energies equal to rounding, psi errors to rounding."""
+    one, two = two_device_runs(
+        tmp_path,
+        "potential=harmonic",
+        "state=1",
+        "train.points=99",
+        "train.steps=600",
+        "optim.refine_steps=150",
+    )
+    assert one.shape == two.shape == (2, 2)
+    np.testing.assert_allclose(two[:, 0], one[:, 0], rtol=1e-11)
+    assert abs(one[1, 0] - 3.0) < 1e-5  # and the run itself is right
+    np.testing.assert_allclose(two[:, 1], one[:, 1], rtol=1e-3)
+
+
+def test_padding_points_with_weight_zero_changes_no_integral():
+    built = assemble.build(config("potential=finite_well", "train.points=97", "model.width=8"))
+    prob, params = built.problem, built.state.params
+    padded = sharding.pad_points(prob, problem.POINT_FIELDS, 5)
+    assert prob.x.shape[0] % 5 != 0 and padded.x.shape[0] % 5 == 0
+    assert float(jnp.sum(padded.w[prob.x.shape[0] :])) == 0.0
+    for kind in ("residual", "ritz"):
+        a, b = prob.loss(kind)(params)[0], padded.loss(kind)(params)[0]
+        assert float(b) == pytest.approx(float(a), rel=1e-13)
+    # lower states already on the padded grid keep their rows
+    lower = physics.Lower(jnp.ones((padded.x.shape[0], 2)), jnp.zeros((padded.x.shape[0], 2)))
+    again = sharding.pad_points(dataclasses.replace(prob, lower=lower), problem.POINT_FIELDS, 5)
+    assert again.lower.p.shape == lower.p.shape and again.x.shape == padded.x.shape
+
+
+def test_one_device_places_nothing():
+    """train.devices=1 (the default) leaves the problem on the default device, unsharded."""
+    built = assemble.build(config("model.width=8", "train.points=32"))
+    assert (
+        len(built.problem.x.devices()) == 1 == len(jax.tree.leaves(built.state.params)[0].devices())
+    )
