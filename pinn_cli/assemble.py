@@ -6,6 +6,7 @@ config.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,7 +104,7 @@ class Built:
 
 def carrier_power(cfg: Config, potential, n: int) -> float:
     """The power of the ground state's decay that state n > 0 carries (model.carrier; null:
-    1 for a 1-D V that is not piecewise constant, else 0), scaled for state n.
+    1 for a V that is not piecewise constant, in 1-D or 2-D, else 0), scaled for state n.
 
     State n decays as exp(-kappa_n |x|) near a wall where V = V_edge, kappa_n^2 = V_edge - E_n;
     carrying psi_0^a with a kappa_0 > kappa_n would make psi_n / carrier grow towards the walls,
@@ -112,23 +113,46 @@ def carrier_power(cfg: Config, potential, n: int) -> float:
     factor): above n = 4 a further 2 / sqrt(n) keeps the network's output within a few orders
     of magnitude (measured on the oscillator's states 1-9: a = 1 throughout left states 7-9 at
     1e-6 to 2e-5, 1 / sqrt(n) throughout cost states 2-3 two orders). E_n here is a coarse
-    finite-difference estimate (2000 intervals, milliseconds): it only shapes the trial
-    function."""
+    finite-difference estimate (milliseconds): it only shapes the trial function. V_edge is the
+    lowest V on the boundary (in 1-D, the lower of the two walls)."""
     base = cfg.model.carrier
     if base is None:
-        base = 0.0 if potential.dim != 1 or potential.piecewise_constant else 1.0
-    if base == 0.0 or n == 0:
-        return 0.0
-    from . import reference
-
-    lo, hi = potential.domain
-    energies = reference.finite_difference_energies(potential, (lo, hi), n + 1, 2000)
-    inside = 1e-9 * (hi - lo)
-    v_edge = float(min(potential(np.array(lo + inside)), potential(np.array(hi - inside))))
+        base = 0.0 if potential.piecewise_constant else 1.0
+    if base == 0.0 or n == 0 or getattr(potential, "radius", None) is not None:
+        return 0.0  # (the disk has no walls of a box to decay towards: no carrier)
+    energies, v_edge = _coarse_spectrum(potential, max(cfg.state, n) + 1)
     if energies[n] >= v_edge:
         return 0.0
     kappa2 = (v_edge - energies[n]) / (v_edge - energies[0])
     return base * float(np.sqrt(kappa2 * min(1.0, 4.0 / n)))
+
+
+@functools.lru_cache(maxsize=8)
+def _coarse_spectrum(potential, k: int) -> tuple[np.ndarray, float]:
+    """The k lowest energies by plain finite differences, and the lowest V on the boundary
+    (sampled just inside it)."""
+    if potential.dim == 1:
+        from . import reference
+
+        lo, hi = potential.domain
+        energies = reference.finite_difference_energies(potential, (lo, hi), k, 2000)
+        inside = 1e-9 * (hi - lo)
+        edge = [potential(np.array(lo + inside)), potential(np.array(hi - inside))]
+        return energies, float(min(edge))
+    from . import reference2d
+
+    energies = reference2d.finite_difference_energies(potential, k)
+    (x0, x1), (y0, y1) = potential.box.intervals
+    t = np.linspace(0.0, 1.0, 401)
+    eps = 1e-9
+    xs, ys = x0 + (x1 - x0) * t, y0 + (y1 - y0) * t
+    sides = [
+        np.stack([xs, np.full_like(t, y0 + eps * (y1 - y0))], -1),
+        np.stack([xs, np.full_like(t, y1 - eps * (y1 - y0))], -1),
+        np.stack([np.full_like(t, x0 + eps * (x1 - x0)), ys], -1),
+        np.stack([np.full_like(t, x1 - eps * (x1 - x0)), ys], -1),
+    ]
+    return energies, float(min(np.min(potential.values(side)) for side in sides))
 
 
 def check_devices(devices: int) -> None:

@@ -235,6 +235,27 @@ _CHUNK = 1 << 22  # array elements per chunk when evaluating psi
 
 
 @lru_cache
+def finite_difference_energies(potential, k: int, grid: int = 64) -> np.ndarray:
+    """The k lowest eigenvalues of the plain five-point finite-difference operator on the
+    potential's rectangle (grid x grid intervals, psi = 0 on the sides): a coarse estimate in
+    milliseconds, O(h^2) accurate, for shaping trial functions, not for judging them."""
+    k = _check_k(k)
+    (x0, x1), (y0, y1) = potential.box.intervals
+    hx, hy = (x1 - x0) / grid, (y1 - y0) / grid
+    x, y = x0 + hx * np.arange(1, grid), y0 + hy * np.arange(1, grid)
+
+    def second(m: int, h: float) -> sp.csr_matrix:
+        return sp.diags([-np.ones(m - 1), 2.0 * np.ones(m), -np.ones(m - 1)], [-1, 0, 1]) / h**2
+
+    m = grid - 1
+    eye = sp.identity(m)
+    points = np.stack(np.meshgrid(x, y, indexing="ij"), -1).reshape(-1, 2)
+    v = np.asarray(potential.values(points), float)
+    h = sp.kron(second(m, hx), eye) + sp.kron(eye, second(m, hy)) + sp.diags(v)
+    values = eigsh(h.tocsc(), k=k, sigma=float(v.min()) - 1.0, which="LM")[0]
+    return np.sort(values)
+
+
 def _gll(p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Gauss-Lobatto-Legendre nodes t, weights w, D[i, j] = l_j'(t_i), barycentric weights."""
     t = np.concatenate([[-1.0], roots_jacobi(p - 1, 1, 1)[0], [1.0]])

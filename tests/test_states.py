@@ -109,6 +109,12 @@ def test_carrier_power_follows_the_decay_of_each_state():
     assert oscillator[1] == pytest.approx(np.sqrt((64 - 3) / (64 - 1)), rel=1e-3)
     assert all(a > b > 0 for a, b in zip(oscillator[1:], oscillator[2:]))
     assert powers("potential=finite_well", "state=2") == [0.0, 0.0, 0.0]  # piecewise constant
+    # 2-D: the lowest V on the sides of [-6, 6]^2 is 36; levels 2, 4, 4, 6
+    plane = powers("potential=harmonic2d", "state=3")
+    assert plane[0] == 0.0 and plane[1] == pytest.approx(plane[2], rel=1e-9)
+    assert plane[1] == pytest.approx(np.sqrt((36 - 4) / (36 - 2)), rel=2e-3)
+    assert plane[3] == pytest.approx(np.sqrt((36 - 6) / (36 - 2)), rel=2e-3)
+    assert powers("potential=disk", "state=2", "model.carrier=1") == [0.0, 0.0, 0.0]
     assert powers("potential=harmonic", "state=2", "model.carrier=0") == [0.0, 0.0, 0.0]
 
 

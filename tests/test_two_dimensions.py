@@ -103,3 +103,24 @@ def test_a_disk_run_writes_its_maps_and_judges_against_bessel_zeros(tmp_path):
     assert np.all(np.isnan(psi[0][outside])) and np.all(np.isfinite(psi[0][~outside]))
     dx, dy = x[1] - x[0], y[1] - y[0]
     assert np.nansum(psi[0] ** 2) * dx * dy == pytest.approx(1.0, rel=2e-2)  # normalised
+
+
+@pytest.mark.slow
+def test_the_oscillator_s_degenerate_level_comes_out_with_the_carrier(tmp_path):
+    """harmonic2d state=2: the level E = 4 (states 1 and 2) right as a subspace. Its states
+    carry the ground state's Gaussian decay (without it they came out wrong and suspect)."""
+    import json
+
+    from test_train import config
+
+    from pinn_cli import experiment, outputs
+
+    overrides = ["potential=harmonic2d", "state=2", "train.steps=1000", "optim.refine_steps=300"]
+    assert experiment.run(config(*overrides), tmp_path).code == 0
+    s = json.loads((tmp_path / outputs.SUMMARY).read_text())
+    assert s["status"] == "completed"
+    ground, level = s["levels"]
+    assert level["multiplicity"] == 2 and level["states"] == [1, 2] and level["complete"]
+    assert level["subspace_error"] < 1e-4
+    for st in s["states"]:
+        assert st["energy"]["rel_error"] < 1e-8, st["energy"]
