@@ -29,7 +29,11 @@ def refuse(message: str) -> None:
 
 
 def holds_run(folder: Path) -> bool:
-    return any((folder / name).exists() for name in outputs.RUN_FILES)
+    """Whether the folder holds a run's work. The log and .hydra/ alone are not work: a run
+    refused before training (a mistake in its config) leaves only those, and the corrected
+    command may run there (its log continues in the same file)."""
+    setup = (outputs.LOG, outputs.HYDRA_DIR)
+    return any((folder / name).exists() for name in outputs.RUN_FILES if name not in setup)
 
 
 def usable(folder: str, key: str) -> Path:

@@ -207,6 +207,16 @@ def test_a_folder_holding_a_run_is_refused_and_left_untouched(tmp_path, pinn_run
     assert after == before  # not a byte of the first run changed, .hydra/ and the log included
 
 
+def test_a_folder_left_by_a_refused_run_takes_the_corrected_command(tmp_path, pinn_run):
+    """A mistake refused before training leaves only a log: the corrected command runs there."""
+    run_dir = tmp_path / "run"
+    refused = pinn_run(*TINY, "train.devices=64", f"hydra.run.dir={run_dir}")
+    assert refused.returncode == 2 and "train.devices=64" in one_error_line(refused)
+    assert not (run_dir / "summary.json").exists()
+    pinn_run(*TINY, f"hydra.run.dir={run_dir}", check=True)
+    assert summary(run_dir)["status"] == "completed"
+
+
 def test_overwrite_replaces_the_earlier_run_entirely(tmp_path, pinn_run):
     run_dir = tmp_path / "run"
     pinn_run(*TINY, f"hydra.run.dir={run_dir}", check=True)

@@ -120,6 +120,7 @@ def test_the_oscillator_s_degenerate_level_comes_out_with_the_carrier(tmp_path):
     s = json.loads((tmp_path / outputs.SUMMARY).read_text())
     assert s["status"] == "completed"
     ground, level = s["levels"]
+    assert ground["multiplicity"] == 1 and ground["states"] == [0]
     assert level["multiplicity"] == 2 and level["states"] == [1, 2] and level["complete"]
     assert level["subspace_error"] < 1e-4
     for st in s["states"]:
