@@ -158,8 +158,9 @@ class Carrier:
 class TrialFunction:
     """psi(params, x) = B(x) C(x) g(N(features(x))): B the envelope (zero on the box's faces, or
     on the circle of `radius` about the origin), C an optional fixed `Carrier` (1 without one),
-    g = exp or identity. A pytree whose only leaves are the carrier's: the rest is its static
-    structure, equal for networks of equal shape."""
+    g = exp or identity. A pytree whose leaves are the output scale and the carrier's: the rest
+    is its static structure, equal for networks of equal shape (so runs that differ only in V,
+    a sweep over V0, share their compiled programs through the persistent cache)."""
 
     graphdef: nnx.GraphDef
     box: Box
@@ -249,7 +250,7 @@ class TrialFunction:
 
 jax.tree_util.register_dataclass(Carrier, ["params", "power"], ["ground"])
 jax.tree_util.register_dataclass(
-    TrialFunction, ["carrier"], ["graphdef", "box", "kinks", "output", "scale", "radius"]
+    TrialFunction, ["carrier", "scale"], ["graphdef", "box", "kinks", "output", "radius"]
 )
 
 

@@ -42,6 +42,7 @@ def two_device_runs(tmp_path, *overrides):
     return np.array(out["1"]), np.array(out["2"])
 
 
+@pytest.mark.slow
 def test_two_devices_give_the_one_device_states(tmp_path):
     """An excited state (lower states and a carrier as arguments) on an odd number of points
     (padded with weight-zero points): energies equal to rounding, psi errors to rounding."""
