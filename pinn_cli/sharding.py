@@ -39,16 +39,20 @@ def pad_points(problem, fields: tuple[str, ...], multiple: int):
     n = problem.x.shape[0]
     target = n + (-n % multiple)
 
-    def pad(a):
+    def pad(a, weights: bool):
         a = jnp.asarray(a)
         extra = target - a.shape[0]
         if extra == 0:
             return a
-        if a is problem.w:
-            return jnp.concatenate([a, jnp.zeros(extra, a.dtype)])
-        return jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)])
+        fill = (
+            jnp.zeros((extra, *a.shape[1:]), a.dtype) if weights else jnp.repeat(a[-1:], extra, 0)
+        )
+        return jnp.concatenate([a, fill])
 
-    changes = {name: jax.tree.map(pad, getattr(problem, name)) for name in fields}
+    changes = {
+        name: jax.tree.map(lambda a, w=(name == "w"): pad(a, w), getattr(problem, name))
+        for name in fields
+    }
     return dataclasses.replace(problem, **changes)
 
 
