@@ -9,7 +9,6 @@ write.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import threading
 import time
@@ -21,14 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from jax.flatten_util import ravel_pytree
 
 from . import ensemble
-from .lm import REFINE_BLOCK, lm_stage
-from .optim import Stage, adam_stage, for_members, lbfgs_stage, make_schedule, signature
+from .optim import Stage, signature
 from .problem import Problem
-from .resources import choose_solver
-from .states import ritz_output_layer
+from .programs import diagnostics_program, make_stages
 from .stopping import settled as _settled
 from .stopping import stalled as _stalled
 
@@ -94,53 +90,6 @@ class Callbacks:
     stop_requested: Callable[[], bool] = lambda: False
 
 
-def make_stages(problem, plan: Plan, params_like) -> list[tuple[Stage, int]]:
-    """[(stage, number of steps)] in order. `params_like`: one member's parameters. The stages
-    are shared by every problem of the same kind under the same plan, with their compiled
-    blocks: the second state of a run (or window of an evolution) compiles nothing."""
-    solver = lm_solver(problem, plan, params_like) if plan.refine == "lm" else None
-    key = (type(problem), problem.first_stage, plan.lr_schedule, plan.lr, plan.lr_final)
-    key += (plan.steps, plan.refine, solver, plan.cg_iters, plan.cg_tol, plan.ensemble)
-    stages = _stages(*key)
-    return list(zip(stages, (plan.steps, plan.refine_steps)))
-
-
-@functools.lru_cache(maxsize=8)
-def _stages(kind, first_stage, lr_schedule, lr, lr_final, steps, refine, solver, *rest):
-    cg_iters, cg_tol, members = rest
-    loss = _loss("residual")
-    schedule = make_schedule(lr_schedule, lr, lr_final, steps)
-    stages = [adam_stage(_loss(first_stage), schedule)]
-    enter = ritz_output_layer if first_stage == "ritz" else None
-    if enter is not None and members > 1:
-        raise ValueError("ensembles train ground states only (no Rayleigh-Ritz stage)")
-    if refine == "lm":
-        ls = lambda problem, unravel: problem.least_squares(unravel)  # noqa: E731
-        rescale = lambda problem, params: problem.rescaled(params)  # noqa: E731
-        lm = lm_stage(ls, loss, solver, cg_iters, cg_tol, rescale=rescale)
-        stages.append(dataclasses.replace(lm, enter=enter))
-    elif refine == "lbfgs":
-        stages.append(dataclasses.replace(lbfgs_stage(loss, REFINE_BLOCK), enter=enter))
-    return tuple(for_members(st, members) for st in stages)
-
-
-def _loss(kind: str) -> Callable:
-    """(problem, params) -> (total, terms) of the problem's loss of that kind."""
-    return lambda problem, params: problem.loss(kind)(params)
-
-
-@functools.cache
-def _diagnostics(members: int) -> Callable:
-    """(problem, params) -> the problem's diagnostics, compiled once, per member."""
-    one = lambda problem, params: problem.diagnostics(params)  # noqa: E731
-    return jax.jit(one if members == 1 else jax.vmap(one, in_axes=(None, 0)))
-
-
-def lm_solver(problem, plan: Plan, params_like) -> str:
-    """The linear solver the LM stage uses: plan.solver, or by cost estimate for "auto"."""
-    return choose_solver(plan.solver, problem.residual_rows, ravel_pytree(params_like)[0].size)
-
-
 def one_member(params, members: int):
     return params if members == 1 else ensemble.member(params, 0)
 
@@ -184,7 +133,7 @@ def fit(
     result = FitResult(params=state.params, step=int(state.step))
     result.diverged_at = [None if d < 0 else int(d) for d in np.asarray(state.diverged_at)]
     result.final_loss = [float("nan")] * plan.ensemble
-    diagnostics = functools.partial(_diagnostics(plan.ensemble), problem)
+    diagnostics = functools.partial(diagnostics_program(plan.ensemble), problem)
     loop = _Loop(problem, plan, callbacks or Callbacks(), diagnostics, result)
     offset = 0
     for stage, n_steps in stages:

@@ -25,6 +25,7 @@ LAYERS = {
     "assemble": 4,
     "process": 4,
     "train": 3,
+    "programs": 3,
     "states": 2,
     "lm": 2,
     "optim": 1,

@@ -1,0 +1,68 @@
+"""The compiled programs of a fit, shared by every problem of the same kind and plan.
+
+`make_stages(problem, plan, params_like)` gives the optimiser stages (Adam, then
+Levenberg-Marquardt or L-BFGS) of a train.Plan. The stages take the problem as an argument
+(a pytree), so they are cached by the settings the programs depend on, and each keeps its
+compiled blocks: the second state of a run, or window of an evolution, compiles nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import jax
+from jax.flatten_util import ravel_pytree
+
+from .lm import REFINE_BLOCK, lm_stage
+from .optim import Stage, adam_stage, for_members, lbfgs_stage, make_schedule
+from .resources import choose_solver
+from .states import ritz_output_layer
+
+
+def make_stages(problem, plan, params_like) -> list[tuple[Stage, int]]:
+    """[(stage, number of steps)] in order. `params_like`: one member's parameters. The stages
+    are shared by every problem of the same kind under the same plan, with their compiled
+    blocks: the second state of a run (or window of an evolution) compiles nothing."""
+    solver = lm_solver(problem, plan, params_like) if plan.refine == "lm" else None
+    key = (type(problem), problem.first_stage, plan.lr_schedule, plan.lr, plan.lr_final)
+    key += (plan.steps, plan.refine, solver, plan.cg_iters, plan.cg_tol, plan.ensemble)
+    stages = _stages(*key)
+    return list(zip(stages, (plan.steps, plan.refine_steps)))
+
+
+@functools.lru_cache(maxsize=8)
+def _stages(kind, first_stage, lr_schedule, lr, lr_final, steps, refine, solver, *rest):
+    cg_iters, cg_tol, members = rest
+    loss = _loss("residual")
+    schedule = make_schedule(lr_schedule, lr, lr_final, steps)
+    stages = [adam_stage(_loss(first_stage), schedule)]
+    enter = ritz_output_layer if first_stage == "ritz" else None
+    if enter is not None and members > 1:
+        raise ValueError("ensembles train ground states only (no Rayleigh-Ritz stage)")
+    if refine == "lm":
+        ls = lambda problem, unravel: problem.least_squares(unravel)  # noqa: E731
+        rescale = lambda problem, params: problem.rescaled(params)  # noqa: E731
+        lm = lm_stage(ls, loss, solver, cg_iters, cg_tol, rescale=rescale)
+        stages.append(dataclasses.replace(lm, enter=enter))
+    elif refine == "lbfgs":
+        stages.append(dataclasses.replace(lbfgs_stage(loss, REFINE_BLOCK), enter=enter))
+    return tuple(for_members(st, members) for st in stages)
+
+
+def _loss(kind: str) -> Callable:
+    """(problem, params) -> (total, terms) of the problem's loss of that kind."""
+    return lambda problem, params: problem.loss(kind)(params)
+
+
+@functools.cache
+def diagnostics_program(members: int) -> Callable:
+    """(problem, params) -> the problem's diagnostics, compiled once, per member."""
+    one = lambda problem, params: problem.diagnostics(params)  # noqa: E731
+    return jax.jit(one if members == 1 else jax.vmap(one, in_axes=(None, 0)))
+
+
+def lm_solver(problem, plan, params_like) -> str:
+    """The linear solver the LM stage uses: plan.solver, or by cost estimate for "auto"."""
+    return choose_solver(plan.solver, problem.residual_rows, ravel_pytree(params_like)[0].size)
