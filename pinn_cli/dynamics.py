@@ -179,8 +179,7 @@ def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: boo
             *(psi0.name, potential.name, grid.windows, grid.tau, grid.x.size, grid.t.size),
             *grid.features,
         )
-        args = (frame.run_dir, frame.metrics, frame.stop, resume)
-        windows = train_windows(cfg, potential, psi0, grid, *args)
+        windows = train_windows(cfg, potential, psi0, grid, frame, resume)
         summary = judge_run(cfg, potential, psi0, grid, windows, frame.run_dir)
         write_summary(frame, summary, [w.result for w in windows])
         log.info(
@@ -202,14 +201,14 @@ def metric_fields(cfg: Config) -> list[str]:
     )
 
 
-def train_windows(cfg, potential, psi0, grid: Grid, run_dir, metrics, stop, resume) -> list[Window]:
+def train_windows(cfg, potential, psi0, grid: Grid, frame, resume: bool) -> list[Window]:
     """Each window from the last one's end, until all are trained or one does not complete."""
     start, start_xx = psi0.values(grid.x)
     windows: list[Window] = []
     for k in range(grid.windows):
         built = build_window(cfg, potential, grid, k, start, start_xx)
         sub = f"{outputs.CHECKPOINTS}/window_{k}"
-        result = train_one(cfg, k, built, run_dir, metrics, stop, resume, sub=sub, label="window")
+        result = train_one(cfg, k, built, frame, resume, sub=sub, label="window")
         windows.append(Window(k, built, result))
         if result.status != "completed":
             break

@@ -51,7 +51,7 @@ def objective(summary: dict) -> float | None:
 def run(cfg: Config, run_dir: Path, *, t_start: float | None = None, resume: bool = False):
     """Train and judge states 0..cfg.state into `run_dir`; returns a RunResult."""
     with run_frame(cfg, run_dir, _metric_fields(cfg), t_start) as frame:
-        runs, basis = _train_states(cfg, frame.run_dir, frame.metrics, frame.stop, resume)
+        runs, basis = _train_states(cfg, frame, resume)
         if cfg.train.ensemble > 1:
             summary = judging.judge_ensemble(cfg, runs[0], frame.run_dir)
         else:
@@ -72,6 +72,25 @@ class Frame:
     provenance: dict
     t_start: float
     trackers: trackers.Trackers
+    preloading: threading.Thread | None = None
+
+    def preload(self) -> None:
+        """Import what judging and the figures need (matplotlib ~0.9 s, SciPy) in a daemon
+        thread, once per run. Called when the training programs are compiled: training
+        spends its time in XLA, which releases the GIL, so the imports cost neither the
+        start-up (where they would compete with the Python of building and tracing) nor the
+        time after training. A failure here is left for the real import to report."""
+        if self.preloading is None:
+            self.preloading = threading.Thread(target=_load_outputs, name="preload", daemon=True)
+            self.preloading.start()
+
+
+def _load_outputs() -> None:
+    with suppress(Exception):
+        import orbax.checkpoint  # noqa: F401  (the first checkpoint's)
+        import scipy.linalg  # noqa: F401
+
+        from . import evaluation, plots  # noqa: F401
 
 
 @contextmanager
@@ -82,33 +101,16 @@ def run_frame(cfg: Config, run_dir: Path, fields: list[str], t_start: float | No
     in summary.json."""
     t_start = time.perf_counter() if t_start is None else t_start
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     configure_jax(cfg)
     provenance_block = provenance.collect(dataclasses.asdict(cfg), sys.argv)
     log.info("config hash %s", provenance_block["config_hash"])
     metrics = outputs.MetricsWriter(run_dir / outputs.METRICS, fields)
-    preload_outputs()
     mirror = open_trackers(cfg, run_dir, provenance_block)
     stop = StopFlag()
     with stop.installed(), failure_recorded(cfg, run_dir, provenance_block, mirror):
         tee = trackers.TrackedMetrics(metrics, mirror) if mirror.live else metrics
         yield Frame(run_dir, tee, stop, provenance_block, t_start, mirror)
-
-
-def preload_outputs() -> threading.Thread:
-    """Import what judging and the figures need (matplotlib ~0.9 s, SciPy) in a daemon thread
-    while training runs: training spends its time in XLA, which releases the GIL, so the
-    imports are off the path from the end of training to the exit. A failure here is left for
-    the real import to report."""
-
-    def load():
-        with suppress(Exception):
-            import scipy.linalg  # noqa: F401
-
-            from . import evaluation, plots  # noqa: F401
-
-    thread = threading.Thread(target=load, name="preload-outputs", daemon=True)
-    thread.start()
-    return thread
 
 
 def open_trackers(cfg: Config, run_dir: Path, provenance_block: dict) -> trackers.Trackers:
@@ -207,7 +209,7 @@ def _metric_fields(cfg: Config) -> list[str]:
     return (["member"] if cfg.train.ensemble > 1 else []) + fields
 
 
-def _train_states(cfg: Config, run_dir: Path, metrics, stop, resume: bool):
+def _train_states(cfg: Config, frame: Frame, resume: bool):
     """Train states 0..cfg.state in order, each orthogonal to those below it; stop early if one
     does not complete. Returns the runs and the basis of the finished states."""
     from .states import Basis
@@ -217,7 +219,7 @@ def _train_states(cfg: Config, run_dir: Path, metrics, stop, resume: bool):
     for n in range(cfg.state + 1):
         built = build(cfg, n, basis.lower() if basis else None, _carrier(cfg, runs))
         basis = basis or Basis(np.asarray(built.problem.w, float))
-        result = train_one(cfg, n, built, run_dir, metrics, stop, resume)
+        result = train_one(cfg, n, built, frame, resume)
         runs.append(StateRun(n, built, result))
         if result.status != "completed" or cfg.train.ensemble > 1:
             break
@@ -243,18 +245,18 @@ def train_one(
     cfg: Config,
     n: int,
     built: Built,
-    run_dir: Path,
-    metrics,
-    stop,
+    frame: Frame,
     resume: bool,
     *,
     sub: str | None = None,
     label: str = "state",
 ):
     """Fit state (or time window) n, checkpointing into its own folder `sub` of the run folder
-    (default: outputs.checkpoint_dir); metrics rows carry n in the column `label`."""
+    (default: outputs.checkpoint_dir); metrics rows carry n in the column `label` and the
+    seconds since the run started in elapsed_s."""
     from . import train
 
+    run_dir, metrics = frame.run_dir, frame.metrics
     sub = sub or outputs.checkpoint_dir(cfg.state, n)
     checkpoints = outputs.Checkpoints(run_dir, keep=cfg.train.keep_checkpoints, subdir=sub)
     state = built.state
@@ -279,7 +281,7 @@ def train_one(
         profiler.after(records[-1]["step"])
         progress(records)
 
-    callbacks = train.Callbacks(on_log=on_log, on_checkpoint=checkpoints.save, stop_requested=stop)
+    callbacks = train.Callbacks(on_log, checkpoints.save, frame.stop, frame.t_start, frame.preload)
     with profiler:
         result = train.fit(built.problem, built.plan, state, callbacks)
     progress.close()

@@ -6,6 +6,7 @@ here. JAX is imported only by the checkpoint manager, so readers (pinn-report) s
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import os
@@ -139,16 +140,25 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 
 class Checkpoints:
-    """orbax-checkpoint manager over `run_dir/checkpoints`: atomic steps, the last few kept."""
+    """orbax-checkpoint manager over `run_dir/checkpoints`: atomic steps, the last few kept.
+    orbax (~0.3 s to import) is loaded when the first checkpoint is written or read."""
 
     def __init__(self, run_dir: Path, keep: int, subdir: str = CHECKPOINTS):
+        self.directory = Path(run_dir).absolute() / subdir
+        self.keep = keep
+
+    @functools.cached_property
+    def _ocp(self):
         import orbax.checkpoint as ocp
 
-        self._ocp = ocp
-        self.directory = Path(run_dir).absolute() / subdir
-        self.manager = ocp.CheckpointManager(
+        return ocp
+
+    @functools.cached_property
+    def manager(self):
+        ocp = self._ocp
+        return ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+            options=ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=True),
             item_handlers=ocp.StandardCheckpointHandler(),  # also reads a step's shapes
         )
 
@@ -204,7 +214,8 @@ class Checkpoints:
         return ""
 
     def close(self) -> None:
-        self.manager.close()
+        if "manager" in self.__dict__:  # opened
+            self.manager.close()
 
 
 class CheckpointMismatch(ValueError):

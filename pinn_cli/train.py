@@ -88,6 +88,8 @@ class Callbacks:
     on_log: Callable[[list[dict]], None] = lambda recs: None  # one record per member
     on_checkpoint: Callable[[int, TrainState], None] = lambda step, state: None
     stop_requested: Callable[[], bool] = lambda: False
+    clock: float | None = None  # perf_counter() that elapsed_s counts from (None: the fit's start)
+    on_compiled: Callable[[], None] = lambda: None  # every stage's first block is compiled
 
 
 def one_member(params, members: int):
@@ -134,7 +136,10 @@ def fit(
     result.diverged_at = [None if d < 0 else int(d) for d in np.asarray(state.diverged_at)]
     result.final_loss = [float("nan")] * plan.ensemble
     diagnostics = functools.partial(diagnostics_program(plan.ensemble), problem)
-    loop = _Loop(problem, plan, callbacks or Callbacks(), diagnostics, result)
+    callbacks = callbacks or Callbacks()
+    loop = _Loop(problem, plan, callbacks, diagnostics, result)
+    loop.t0 = loop.t0 if callbacks.clock is None else callbacks.clock
+    _compile_ahead(loop, stages, state)
     offset = 0
     for stage, n_steps in stages:
         state = _run_stage(loop, stage, offset, n_steps, state)
@@ -145,6 +150,25 @@ def fit(
     if result.status == "completed" and not result.stop_reason:
         result.stop_reason = "all steps done"
     return result
+
+
+def _compile_ahead(loop: _Loop, stages: list[tuple[Stage, int]], state: TrainState) -> None:
+    """Compile the first block of every stage still to run, before the first step: the Python
+    of tracing them is then done when training starts, and `callbacks.on_compiled` can hand
+    the time that XLA runs (without the GIL) to other threads. A stop requested meanwhile is
+    left to the stage that compiles again."""
+    offset, step = 0, int(state.step)
+    try:
+        for stage, n_steps in stages:
+            start, end = max(step, offset), offset + n_steps
+            if start < end:
+                size = stage.block_size or loop.plan.log_every
+                n = min(size - (start - offset) % size, end - start)
+                _Blocks(stage, loop.problem, loop.result).compile(state, n, loop.callbacks)
+            offset = end
+    except Interrupted:
+        return
+    loop.callbacks.on_compiled()
 
 
 def _run_stage(loop: _Loop, stage: Stage, offset: int, n_steps: int, state: TrainState):
@@ -233,20 +257,26 @@ class _Blocks:
         self.stage, self.problem, self.result = stage, problem, result
         self.seconds, self.steps = 0.0, 0
 
-    def advance(self, state: TrainState, n: int, callbacks: Callbacks):
-        """(state n steps on, total loss per member (NumPy), named terms). Raises Interrupted
-        when a stop is requested while the block compiles."""
-        params, opt_state = state.params, state.opt[self.stage.name]
-        args = (self.problem, params, opt_state)
+    def compile(self, state: TrainState, n: int, callbacks: Callbacks):
+        """The stage's block of n steps for this state's signature, compiled once. Raises
+        Interrupted when a stop is requested while it compiles."""
+        args = (self.problem, state.params, state.opt[self.stage.name])
         key = (n, signature(*args))
         if key not in self.stage.compiled:
             tc = time.perf_counter()
             lowered = self.stage.block.lower(*args, n)
             self.stage.compiled[key] = compile_interruptibly(lowered, callbacks.stop_requested)
             self.result.compile_s += time.perf_counter() - tc
+        return self.stage.compiled[key]
+
+    def advance(self, state: TrainState, n: int, callbacks: Callbacks):
+        """(state n steps on, total loss per member (NumPy), named terms). Raises Interrupted
+        when a stop is requested while the block compiles."""
+        args = (self.problem, state.params, state.opt[self.stage.name])
+        block = self.compile(state, n, callbacks)
         tr = time.perf_counter()
         self.result.first_step_at = self.result.first_step_at or tr
-        params, opt_state, total, terms = self.stage.compiled[key](*args)
+        params, opt_state, total, terms = block(*args)
         total = np.atleast_1d(np.asarray(total, dtype=float))  # waits for the block
         self.result.last_step_at = time.perf_counter()
         self.result.train_s += self.result.last_step_at - tr

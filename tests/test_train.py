@@ -164,6 +164,32 @@ def test_fit_interrupted_while_compiling_keeps_its_state_and_says_so():
     assert list(saved) == [0] and saved[0] is built.state
 
 
+def test_every_stage_is_compiled_before_the_first_step_and_the_clock_is_the_callers():
+    """fit compiles the first block of each stage, then calls on_compiled once, before any
+    step; metrics' elapsed_s counts from Callbacks.clock (a run's start), not from the fit."""
+    import time
+
+    built = assemble.build(
+        config("model.width=8", "train.points=32", "train.steps=20", "optim.refine_steps=10")
+    )
+    stages = train.make_stages(built.problem, built.plan, built.state.params)
+    for stage, _ in stages:
+        stage.compiled.clear()
+    seen = []
+
+    def on_compiled():
+        seen.append([len(stage.compiled) for stage, _ in stages])
+
+    records = []
+    clock = time.perf_counter() - 100.0
+    callbacks = train.Callbacks(on_log=records.extend, clock=clock, on_compiled=on_compiled)
+    result = train.fit(built.problem, built.plan, built.state, callbacks, stages=stages)
+    assert [stage.name for stage, _ in stages] == ["adam", "lm"]
+    assert seen == [[1, 1]]  # called once, with both stages' blocks compiled
+    assert result.first_step_at is not None and records
+    assert all(100.0 <= r["elapsed_s"] < 100.0 + 300.0 for r in records)
+
+
 def test_the_lm_stage_holds_psi_s_scale_where_the_residual_cannot_see_it():
     """Hard normalisation, exp output: a constant added to N only rescales psi. rescaled() undoes
     any such drift (integral psi^2 back to 1) without changing the residual vector, and every LM
