@@ -43,9 +43,11 @@ HASH_EXCLUDED = (
     "hydra",
 )
 
-# Environment variables that steer XLA and JAX (device choice, memory, compiler flags).
+# Environment variables that steer XLA and JAX (device choice, memory, compiler flags) and the
+# BLAS threads of JAX's CPU LAPACK kernels.
 ENV_PREFIXES = ("XLA_", "JAX_")
 ENV_NAMES = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "TPU_VISIBLE_CHIPS")
+ENV_NAMES += ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 # GPUs whose float64 rate is a large fraction (1/2 or so) of their float32 rate.
 FULL_RATE_FP64 = re.compile(r"(A100|H100|H200|B200|V100|P100|MI[23][0-9]{2})(?![0-9])")

@@ -285,3 +285,24 @@ def test_profile_preset_writes_a_trace(runs):
     assert_trained(run_dir)
     traces = list((run_dir / "profile" / "plugins" / "profile").glob("*/*.xplane.pb"))
     assert len(traces) == 1 and traces[0].stat().st_size > 0
+
+
+@pytest.mark.parametrize("preset,expected", [(None, "1"), ("2", "2")])
+def test_blas_runs_one_thread_unless_the_environment_says_otherwise(preset, expected):
+    """Importing pinn_cli sets OPENBLAS_NUM_THREADS=1 before SciPy's OpenBLAS loads (JAX's CPU
+    LAPACK kernels run there), keeps a value the user set, and the run records it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    code = (
+        "import os, pinn_cli\n"
+        "from pinn_cli import provenance\n"
+        "name = 'OPENBLAS_NUM_THREADS'\n"
+        "print(os.environ[name], provenance.environment()[name])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == [expected, expected], out.stderr
