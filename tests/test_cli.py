@@ -178,3 +178,21 @@ def test_a_failed_job_survives_the_trip_from_a_joblib_worker():
     back = pickle.loads(pickle.dumps(RunFailed(5)))
     assert back.code == 5
     assert str(back) == "a job ended with exit code 5 (its summary.json says why)"
+
+
+@pytest.mark.parametrize("code,rc,err", [(None, 0, ""), (3, 3, ""), ("bad input", 1, "bad input")])
+def test_exit_now_runs_the_atexit_handlers_and_keeps_the_exit_code(tmp_path, code, rc, err):
+    """The command ends with os._exit (no interpreter teardown): what atexit would flush is
+    flushed first, and the code is what sys.exit(code) would give."""
+    marker = tmp_path / "flushed"
+    script = (
+        "import atexit, sys\n"
+        "from pinn_cli.cli import exit_now\n"
+        f"atexit.register(lambda: open({str(marker)!r}, 'w').write('yes'))\n"
+        "print('buffered', end='')\n"
+        f"exit_now({code!r})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == rc
+    assert marker.read_text() == "yes" and proc.stdout == "buffered"
+    assert proc.stderr.strip() == err
