@@ -152,6 +152,8 @@ def test_joblib_runs_jobs_in_parallel_processes(tmp_path):
         assert not probe["jax_imported"]
     md = (sweep / "report.md").read_text()
     assert len(md_section(md, "Across seeds")) == 1  # both seeds in one group
+    # the command ends with its jobs: joblib's idle workers (kept 300 s) are stopped at exit
+    assert time.time() - (sweep / "report.md").stat().st_mtime < 60
 
 
 @pytest.mark.slow
