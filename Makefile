@@ -50,7 +50,7 @@ bench-spectrum: $(STAMP) ## ten states of 1-D potentials, smooth wells on wide d
 bench-tdse: $(STAMP) ## the time-dependent cases alone: wave packets, coherent state, beats (~15 min)
 	$(BIN)/python -m benchmarks.tdse --out bench-results/tdse.md
 
-bench-speed: $(STAMP) ## speed benchmark against the PyTorch and DeepXDE peers
+bench-speed: $(STAMP) ## per-step speed and time to solution against the PyTorch and DeepXDE peers (~25 min)
 	$(BIN)/python -m benchmarks.speed --out bench-results/speed.md
 	$(BIN)/python -m benchmarks.second_order --whole --out bench-results/second_order.md
 
