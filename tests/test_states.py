@@ -185,3 +185,29 @@ def test_excited_states_of_a_smooth_well_carry_the_ground_state_decay(tmp_path):
     for st in s["states"]:
         assert st["energy"]["rel_error"] < 1e-9, st
         assert st["wavefunction"]["l2_error"] < 1e-4, st
+
+
+def test_an_excited_state_starts_its_refinement_at_e_held_at_the_ritz_value(tmp_path):
+    """State 1's Levenberg-Marquardt begins with SHIFT_STEPS steps (stage lm_shift) at E held
+    at the Rayleigh-Ritz value the stage starts from, then E is free (stage lm); the ground
+    state has no such steps."""
+    from pinn_cli import programs
+
+    cfg = config(*SMALL, "potential=finite_well", "state=1", "optim.refine_steps=100")
+    assert experiment.run(cfg, tmp_path).code in (0, 5)
+    rows = [r for r in _metrics(tmp_path) if r["stage"] != "adam"]
+    ground = {r["stage"] for r in rows if r["state"] == "0"}
+    shift = [r for r in rows if r["state"] == "1" and r["stage"] == "lm_shift"]
+    free = [r for r in rows if r["state"] == "1" and r["stage"] == "lm"]
+    assert ground == {"lm"}
+    assert len(shift) * 10 == programs.SHIFT_STEPS and free
+    assert len({r["energy"] for r in shift}) == 1  # held
+    assert {r["energy"] for r in free} != {shift[0]["energy"]}  # then free to move
+    assert int(shift[-1]["step"]) < int(free[0]["step"])
+
+
+def _metrics(run_dir):
+    import csv
+
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
