@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from .config import Config, ConfigError, register_configs  # noqa: E402
 from .guard import RunLock, refuse  # noqa: E402
-from .process import EXIT_FAILED, EXIT_SIGNAL  # noqa: E402
+from .process import EXIT_FAILED, EXIT_SIGNAL, exit_now  # noqa: E402
 from .validation import validate  # noqa: E402
 
 log = logging.getLogger("pinn_run")
@@ -329,27 +329,6 @@ def main() -> None:
     except SystemExit as done:
         exit_now(done.code)
     exit_now(0)
-
-
-def exit_now(code) -> None:
-    """Exit as sys.exit(code) would, without the interpreter's teardown: first what the
-    interpreter does first (join the non-daemon threads and run their exit hooks, which stop
-    joblib's worker processes), then the atexit handlers (logging's flush, the trackers), then
-    os._exit. Freeing every module and XLA's thread pools would add ~0.45 s to each command on
-    2 cores, after all is written."""
-    import atexit
-    import threading
-
-    if code is not None and not isinstance(code, int):
-        print(code, file=sys.stderr)
-        code = 1
-    try:
-        threading._shutdown()
-        atexit._run_exitfuncs()
-        sys.stdout.flush()
-        sys.stderr.flush()
-    finally:
-        os._exit(code or 0)
 
 
 if __name__ == "__main__":

@@ -135,3 +135,25 @@ class Progress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def exit_now(code) -> None:
+    """Exit as sys.exit(code) would, without the interpreter's teardown: first what the
+    interpreter does first (join the non-daemon threads and run their exit hooks, which stop
+    joblib's worker processes), then the atexit handlers (logging's flush, the trackers), then
+    os._exit. Freeing every module and XLA's thread pools would add ~0.45 s to each command on
+    2 cores, after all is written."""
+    import atexit
+    import os
+    import threading
+
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    try:
+        threading._shutdown()
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code or 0)

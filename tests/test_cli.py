@@ -187,7 +187,7 @@ def test_exit_now_runs_the_atexit_handlers_and_keeps_the_exit_code(tmp_path, cod
     marker = tmp_path / "flushed"
     script = (
         "import atexit, sys\n"
-        "from pinn_cli.cli import exit_now\n"
+        "from pinn_cli.process import exit_now\n"
         f"atexit.register(lambda: open({str(marker)!r}, 'w').write('yes'))\n"
         "print('buffered', end='')\n"
         f"exit_now({code!r})\n"
