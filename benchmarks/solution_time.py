@@ -11,7 +11,7 @@ metrics.csv gives the Rayleigh quotient on the training grid (the estimate summa
 there on the fine grid) against `elapsed_s`, the seconds since the command started.
 
 Peers (shared/peers): their problem is pinn-run's finite-well default (V0 = 50, width 1 in
-[-2, 2]); each trains until it has run --limit seconds (then it is stopped) or --steps steps,
+[-2, 2]); each trains until it has run --limit seconds (then it is stopped) or --tts-steps steps,
 under benchmarks/peer_trace.py, which records its trainable energy every --every optimiser steps
 against the seconds since that process started. The peers solve only that problem, so the
 infinite well and the barrier have pinn-run rows only.
@@ -110,7 +110,7 @@ def fmt_s(t: float | None) -> str:
     return "–" if t is None else f"{t:.2f}"
 
 
-def row(problem: str, name: str, runs: list[dict], limit: float | None = None) -> dict:
+def row(problem: str, name: str, runs: list[dict]) -> dict:
     """Median over `runs` of the times to each threshold (None when any run misses it)."""
     reached = {}
     for thr in THRESHOLDS:
@@ -125,7 +125,6 @@ def row(problem: str, name: str, runs: list[dict], limit: float | None = None) -
         "final": statistics.median(r["final"] for r in runs),
         "wall": statistics.median(r["wall"] for r in runs),
         "note": runs[0].get("note", ""),
-        "limit": limit,
     }
 
 
@@ -205,7 +204,7 @@ def measure(args) -> tuple[list[dict], dict]:
                     f"{name}: {run['steps']} steps, best {min(e for _, e in run['trace']):.2e}",
                     file=sys.stderr,
                 )
-                rows.append(row(PEER_PROBLEM, name, [run], args.limit))
+                rows.append(row(PEER_PROBLEM, name, [run]))
         elif PEER_PROBLEM in args.potentials:
             meta["peers"] = f"not run: no peer interpreter at {python}"
     meta["end"] = datetime.datetime.now(datetime.UTC)
