@@ -15,8 +15,6 @@ from . import quadrature
 from .evaluation import relative_error
 from .reference2d import levels
 
-EXTRA_STATES = 6  # reference states beyond the last learned one: completes its level
-
 
 def fine_rule(potential) -> quadrature.Rule:
     """The judging rule: 48 Gauss nodes per smooth piece of each axis (a polar rule of ~16k
@@ -54,12 +52,20 @@ def subspace_error(w: np.ndarray, learned: np.ndarray, reference: np.ndarray) ->
 
 
 def spectrum_for(potential, count: int):
-    """The reference spectrum with enough states that the level of state count-1 is whole.
-    The extra states may end inside a higher level, which the solver warns of: that level is
-    not judged, so the warning is silenced here."""
+    """The reference spectrum with enough states that the level of state count-1 is whole: one
+    state more than learned, doubled while the last of them may still belong to that level (a
+    numerical reference costs about linearly in the states asked for). The last level may end
+    inside a higher level, which the solver warns of: that level is not judged, so the warning
+    is silenced here."""
+    k = count + 1
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*ends inside a degenerate level")
-        return potential.spectrum(count + EXTRA_STATES)
+        while True:
+            spectrum = potential.spectrum(k)
+            energies = np.asarray(spectrum.energies, float)
+            if len(energies) < k or levels(energies)[-1][0] >= count:
+                return spectrum
+            k *= 2
 
 
 def judge_states(potential, rule, v, values, spectrum) -> tuple[list[dict], list[dict]]:
