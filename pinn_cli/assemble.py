@@ -82,13 +82,25 @@ def output_scale(cfg: Config, potential) -> float:
     return max(1.0, np.sqrt(max(values) - min(values)) * (hi - lo) / 4.0)
 
 
+def node_shares(potential) -> tuple[float, float] | None:
+    """Per-axis node counts for a smooth 2-D V, in proportion to each axis's length over psi's
+    spread along it: an anisotropic oscillator's narrow axis gets the nodes its narrower packet
+    needs (omega = [1, 2] on [-6, 6]^2: 25 x 36 instead of 30 x 30). None (equal counts, split
+    by piece length) for 1-D and piecewise-constant V, whose nodes follow the breakpoints."""
+    if potential.dim != 2 or potential.piecewise_constant:
+        return None
+    return tuple(
+        length / spread for length, spread in zip(potential.box.lengths, potential.axis_spreads())
+    )
+
+
 def rule_from(cfg: Config, potential):
     from . import quadrature
 
     if getattr(potential, "radius", None) is not None:
         return quadrature.disk(potential.radius, cfg.train.points)
     if cfg.train.collocation == "gauss":
-        return quadrature.gauss(potential.box, cfg.train.points)
+        return quadrature.gauss(potential.box, cfg.train.points, shares=node_shares(potential))
     return quadrature.uniform(potential.box, cfg.train.points)
 
 

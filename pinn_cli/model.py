@@ -121,6 +121,56 @@ def disk_envelope(radius: float, x: jax.Array) -> Jet:
     )
 
 
+CORNER_ORDERS = 4  # corner functions up to r^4 log r: psi's singular terms to that order
+PER_CORNER = 2 * CORNER_ORDERS - 3  # w_2, then w_k and m_k for each k >= 3
+
+
+def corner_features(u: jax.Array, v: jax.Array) -> list[Jet]:
+    """The singular functions of the Laplacian at a corner of the quadrant Q = {u < 0, v < 0},
+    each with its first and pure second derivatives along u and v: for F_k = z^k log z
+    (z = u + i v, principal log; harmonic off the cut u < 0, v = 0),
+
+        w_k = Im F_k + 2 pi u^k [Q]          lap w_k = 2 pi k (k - 1) u^(k-2) [Q]    (k >= 2)
+        m_k = Re F_k - 2 pi k u^(k-1) v [Q]  lap m_k = -2 pi k (k-1)(k-2) u^(k-3) v [Q]  (k >= 3)
+
+    The added polynomials mend the cut, so each is C1 (w_2) or smoother. Where V's jump at a
+    corner is not separable, -lap psi = (E - V) psi has a source (V_Q psi) [Q] whose Taylor terms
+    psi_c, u psi_u, v psi_v, u^2 psi_uu / 2, u v psi_uv these functions answer: psi = smooth +
+    (kink features) + c w_2 + c' w_3 + c'' m_3 + ... up to CORNER_ORDERS (the v^2 term gets no
+    function of its own). Another quadrant's source differs from Q's by sources along whole
+    lines, which the (x - b)_+^2 features carry. Their pure second derivatives are
+    bounded; only the mixed one, which the Laplacian does not need, grows like log r."""
+    z = u + 1j * v
+    origin = (u == 0.0) & (v == 0.0)
+    log = jnp.log(jnp.where(origin, 1.0 + 0j, z))  # every term below -> 0 at z = 0 but log z
+    inside = jnp.where((u < 0.0) & (v < 0.0), 2.0 * jnp.pi, 0.0)
+    out = []
+    for k in range(2, CORNER_ORDERS + 1):
+        f = z**k * log
+        f1 = k * z ** (k - 1) * log + z ** (k - 1)
+        f2 = jnp.where(origin, 0.0, k * (k - 1) * z ** (k - 2) * log + (2 * k - 1) * z ** (k - 2))
+        # d/du F = F', d/dv F = i F', d2/du2 F = F'', d2/dv2 F = -F''
+        out.append(
+            (
+                f.imag + inside * u**k,
+                (f1.imag + inside * k * u ** (k - 1), f1.real),
+                (f2.imag + inside * k * (k - 1) * u ** (k - 2), -f2.imag),
+            )
+        )
+        if k >= 3:
+            out.append(
+                (
+                    f.real - inside * k * u ** (k - 1) * v,
+                    (
+                        f1.real - inside * k * (k - 1) * u ** (k - 2) * v,
+                        -f1.imag - inside * k * u ** (k - 1),
+                    ),
+                    (f2.real - inside * k * (k - 1) * (k - 2) * u ** (k - 3) * v, -f2.real),
+                )
+            )
+    return out
+
+
 def _product(arrays: list[jax.Array], like: jax.Array) -> jax.Array:
     out = jnp.ones_like(like)
     for a in arrays:
@@ -180,32 +230,41 @@ class TrialFunction:
         return self.box.dim
 
     def _columns(self, x: jax.Array):
-        """Per input feature: (axis, value, first and second derivative along that axis).
+        """Per input feature: its value and, per axis, its first and second derivative.
 
-        Each coordinate scaled to [-1, 1], then, per axis, (x_i - b)_+^2 for each breakpoint b:
-        C1 at b with a jump in its second derivative, as psi has where V jumps."""
+        Each coordinate scaled to [-1, 1]; then, per axis, (x_i - b)_+^2 for each breakpoint b:
+        C1 at b with a jump in its second derivative, as psi has where V jumps; then, per corner
+        (`Box.corners`), the functions `corner_features` carrying psi's r^k log r singularities."""
+        zero = jnp.zeros_like(x[..., 0])
+
+        def on_axis(i, value, d, d2):
+            ds = tuple(d if j == i else zero for j in range(self.dim))
+            return value, ds, tuple(d2 if j == i else zero for j in range(self.dim))
+
         for i, ((lo, hi), kinks) in enumerate(zip(self.box.intervals, self.kinks)):
             half, xi = 0.5 * (hi - lo), x[..., i]
-            yield i, (xi - 0.5 * (lo + hi)) / half, jnp.full_like(xi, 1.0 / half), 0.0 * xi
+            yield on_axis(i, (xi - 0.5 * (lo + hi)) / half, jnp.full_like(xi, 1.0 / half), zero)
             for b in kinks:
                 u = jnp.where(xi > b, (xi - b) / half, 0.0)
-                yield i, u**2, 2.0 * u / half, jnp.where(xi > b, 2.0 / half**2, 0.0)
+                yield on_axis(i, u**2, 2.0 * u / half, jnp.where(xi > b, 2.0 / half**2, 0.0))
+        if any(self.kinks):  # corners come with the breakpoint features
+            half = 0.5 * max(self.box.lengths)  # one scale for both axes keeps Laplace's form
+            for cx, cy in self.box.corners:
+                u, v = (x[..., 0] - cx) / half, (x[..., 1] - cy) / half
+                for w, (wu, wv), (wuu, wvv) in corner_features(u, v):
+                    yield w, (wu / half, wv / half), (wuu / half**2, wvv / half**2)
 
     def features(self, x: jax.Array) -> jax.Array:
         """(..., d) -> (..., F): the network's inputs."""
-        return jnp.stack([value for _, value, _, _ in self._columns(x)], axis=-1)
+        return jnp.stack([value for value, _, _ in self._columns(x)], axis=-1)
 
     def feature_taylor(self, x: jax.Array) -> Jet:
         """The input features (..., F) and their derivatives along each axis, (..., F) each."""
         columns = list(self._columns(x))
-        f = jnp.stack([value for _, value, _, _ in columns], axis=-1)
-
-        def along(axis: int, k: int) -> jax.Array:
-            rows = [c[k] if c[0] == axis else jnp.zeros_like(c[1]) for c in columns]
-            return jnp.stack(rows, axis=-1)
-
+        f = jnp.stack([value for value, _, _ in columns], axis=-1)
+        along = lambda k, i: jnp.stack([c[k][i] for c in columns], axis=-1)  # noqa: E731
         axes = range(self.dim)
-        return f, tuple(along(i, 2) for i in axes), tuple(along(i, 3) for i in axes)
+        return f, tuple(along(1, i) for i in axes), tuple(along(2, i) for i in axes)
 
     def network(self, params) -> MLP:
         return nnx.merge(self.graphdef, params)
@@ -278,7 +337,8 @@ def make_trial_function(
     options at their defaults) or an `activations.Activation`.
     """
     kinks = box.breakpoints if breakpoint_features else ((),) * box.dim
-    in_features = box.dim + sum(len(k) for k in kinks)
+    corners = len(box.corners) * PER_CORNER if breakpoint_features else 0
+    in_features = box.dim + sum(len(k) for k in kinks) + corners
     act = activation if isinstance(activation, Activation) else Activation(activation)
     shape = (in_features, width, depth, act, jnp.dtype(dtype), outputs, key.ndim)
     graphdef, init = _initializer(*shape)

@@ -19,10 +19,12 @@ Interval = tuple[float, float]
 
 @dataclass(frozen=True)
 class Box:
-    """A product of intervals, with the points on each axis where the potential jumps."""
+    """A product of intervals, with the points on each axis where the potential jumps, and (in
+    2-D) the corners where a jump along x meets one along y without V being separable there."""
 
     intervals: tuple[Interval, ...]
     breakpoints: tuple[tuple[float, ...], ...]  # per axis, inside its interval, increasing
+    corners: tuple[tuple[float, ...], ...] = ()  # points (x, y): psi has r^2 log r there
 
     @property
     def dim(self) -> int:
@@ -75,13 +77,19 @@ def _split(pieces, total: int, min_per_piece: int) -> np.ndarray:
     return np.maximum(min_per_piece, np.round(total * lengths / lengths.sum()).astype(int))
 
 
-def gauss(box: Box, total: int, min_per_piece: int = 8) -> Rule:
-    """About `total` Gauss-Legendre nodes in all: total^(1/d) per axis, split by piece length."""
-    per_axis = max(1, round(total ** (1.0 / box.dim)))
+def gauss(box: Box, total: int, min_per_piece: int = 8, shares=None) -> Rule:
+    """About `total` Gauss-Legendre nodes in all, split on each axis by piece length: total^(1/d)
+    per axis, or with `shares` (one positive number per axis) per-axis counts in proportion to
+    them (their product still about `total`)."""
+    per_axis = [max(1, round(total ** (1.0 / box.dim)))] * box.dim
+    if shares is not None:
+        mean = math.prod(shares) ** (1.0 / box.dim)
+        per_axis = [max(1, round(total ** (1.0 / box.dim) * s / mean)) for s in shares]
     axes = []
     for axis in range(box.dim):
         pieces = box.pieces(axis)
-        axes.append(gauss_pieces(pieces, _split(pieces, per_axis, min_per_piece)))
+        counts = _split(pieces, per_axis[axis], min_per_piece)
+        axes.append(gauss_pieces(pieces, counts))
     return tensor(axes)
 
 

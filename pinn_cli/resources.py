@@ -20,6 +20,7 @@ DIAGONAL_CHUNK = 32  # points per chunk of gradient rows for the matrix-free LM'
 # above it, conjugate gradients on Jacobian-vector products are cheaper. Measured on 2 cores
 # (docs/speed.md): explicit wins at width 32 x 192 points (~8e7), CG from 64 x 192 (~3e8) up.
 EXPLICIT_MAX_WORK = 2e8
+PER_CORNER = 5  # input features per corner of a non-separable jump (model.PER_CORNER; JAX-free)
 
 
 def choose_solver(solver: str, rows: int, params: int) -> str:
@@ -38,7 +39,7 @@ def memory_estimate(cfg: Config, potential) -> tuple[int, int, int]:
     parameter vectors; all of it once per member of an ensemble."""
     m, t = cfg.model, cfg.train
     box = potential.box
-    kinks = sum(len(b) for b in box.breakpoints)
+    kinks = sum(len(b) for b in box.breakpoints) + len(box.corners) * PER_CORNER
     inputs = box.dim + (kinks if m.breakpoint_features else 0)
     hidden = (inputs + 1) * m.width + (m.depth - 1) * (m.width + 1) * m.width
     params = hidden + m.width + 1 + 1  # the output layer, and the energy

@@ -105,8 +105,9 @@ def nested_laplacian(psi, params, x):
     [
         quadrature.Box(((-2.0, 2.0),), ((-0.5, 0.5),)),
         quadrature.Box(((0.0, 1.0), (-1.0, 2.0)), ((0.4,), ())),
+        quadrature.Box(((-2.0, 2.0), (-1.0, 2.0)), ((-0.5, 0.5), (0.6,)), ((0.5, 0.6),)),
     ],
-    ids=["1d", "2d"],
+    ids=["1d", "2d", "2d-corner"],
 )
 @pytest.mark.parametrize("output", ["exp", "linear"])
 def test_one_pass_laplacian_matches_nested_autodiff(activation, box, output):

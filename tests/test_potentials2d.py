@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pinn_cli import ensemble, evaluation2d, model, quadrature
+from pinn_cli import ensemble, evaluation2d, model, quadrature, resources
 from pinn_cli.config import ConfigError
 from pinn_cli.potentials import make_potential
 from pinn_cli.validation import validate
@@ -73,6 +73,45 @@ def test_the_finite_well_2d_is_not_separable():
     v = np.asarray(p.values(np.array([[0.0, 0.0], [1.5, 0.0], [0.0, 1.5], [1.5, 1.5]])))
     np.testing.assert_array_equal(v, [0.0, 50.0, 50.0, 50.0])
     assert p.box.breakpoints == ((-0.5, 0.5), (-0.5, 0.5))
+
+
+def test_corners_are_where_a_jump_of_v_is_not_separable():
+    """The square well's four corners carry psi's r^2 log r; a separable V has jumps along whole
+    lines and no such corner."""
+    well = make_potential("finite_well2d", V0=50.0, width=[1.0, 0.6])
+    assert sorted(well.box.corners) == [(-0.5, -0.3), (-0.5, 0.3), (0.5, -0.3), (0.5, 0.3)]
+    assert make_potential("separable2d").box.corners == ()
+    assert make_potential("harmonic2d").box.corners == ()
+    assert resources.PER_CORNER == model.PER_CORNER  # the memory estimate counts them too
+
+
+@pytest.mark.parametrize("k", range(model.PER_CORNER))
+def test_the_corner_functions_solve_the_quadrant_sources_and_are_c1(k):
+    """Each corner function's derivatives equal nested autodiff's; its Laplacian is zero outside
+    the quadrant u, v < 0 and 4 pi, 12 pi u, -12 pi v, 24 pi u^2, -48 pi u v inside (the sources
+    psi_c, u, v, u^2, u v times the quadrant); value and gradient match across every ray."""
+    sources = [
+        lambda u, v: 4 * np.pi + 0 * u,
+        lambda u, v: 12 * np.pi * u,
+        lambda u, v: -12 * np.pi * v,
+        lambda u, v: 24 * np.pi * u**2,
+        lambda u, v: -48 * np.pi * u * v,
+    ]
+    f = lambda u, v: model.corner_features(u, v)[k][0]  # noqa: E731
+    for u, v in np.random.default_rng(k).uniform(-1.5, 1.5, size=(12, 2)):
+        _, (wu, wv), (wuu, wvv) = model.corner_features(jnp.asarray(u), jnp.asarray(v))[k]
+        assert float(wu) == pytest.approx(float(jax.grad(f, 0)(u, v)), abs=1e-12)
+        assert float(wv) == pytest.approx(float(jax.grad(f, 1)(u, v)), abs=1e-12)
+        assert float(wuu) == pytest.approx(float(jax.grad(jax.grad(f, 0), 0)(u, v)), abs=1e-11)
+        assert float(wvv) == pytest.approx(float(jax.grad(jax.grad(f, 1), 1)(u, v)), abs=1e-11)
+        inside = u < 0 and v < 0
+        assert float(wuu + wvv) == pytest.approx(sources[k](u, v) if inside else 0.0, abs=1e-11)
+    eps = 1e-9
+    for a, b in [(-0.7, 0.0), (0.0, -0.6), (0.4, 0.0), (0.0, 0.8)]:  # the four rays, both sides
+        side = [(a + eps * (b != 0), b + eps * (a != 0)), (a - eps * (b != 0), b - eps * (a != 0))]
+        (w1, g1, _), (w2, g2, _) = (model.corner_features(*map(jnp.asarray, p))[k] for p in side)
+        assert float(w1) == pytest.approx(float(w2), abs=1e-8)
+        np.testing.assert_allclose(np.asarray(g1), np.asarray(g2), atol=1e-7)
 
 
 def test_the_disk_rule_integrates_polynomials_and_stays_inside():
@@ -161,6 +200,15 @@ def test_bad_2d_formulas_are_refused_in_one_line(formula, words):
         assert word in str(err.value)
 
 
+def test_the_reference_spectrum_holds_the_whole_level_of_the_last_state():
+    """State 3 of the isotropic oscillator is the first of the three at E = 6: the reference
+    asked for judging holds all three (and the next level begins after them)."""
+    spectrum = evaluation2d.spectrum_for(make_potential("harmonic2d"), 4)
+    energies = np.asarray(spectrum.energies)
+    assert np.sum(np.isclose(energies, 6.0, rtol=1e-12)) == 3 and energies.max() > 6.0
+    assert len(evaluation2d.spectrum_for(make_potential("box2d"), 1).energies) == 2
+
+
 def test_judging_accepts_any_basis_of_a_degenerate_level_and_names_its_energies():
     """Exact box states 0, then a rotated pair of level 1: energies exact, errors ~0, level 1
     complete with multiplicity 2; a state that mixes levels is not."""
@@ -197,3 +245,20 @@ def test_judging_accepts_any_basis_of_a_degenerate_level_and_names_its_energies(
     states, levels = evaluation2d.judge_states(None, rule, v, mixed, spectrum)
     assert states[1]["wavefunction"]["l2_error"] == pytest.approx(0.8, rel=1e-6)
     assert not levels[1]["complete"]
+
+
+def test_a_smooth_potential_gives_its_narrow_axis_more_nodes():
+    """psi's spread along an oscillator's axis is 1 / sqrt(2 omega): omega = [1, 2] asks for
+    sqrt(2) times the node density along y; the isotropic default keeps 30 x 30, and a
+    piecewise-constant V keeps nodes split by its pieces alone."""
+    from pinn_cli import assemble
+
+    narrow = make_potential("harmonic2d", omega=[1.0, 2.0])
+    sx, sy = narrow.axis_spreads()
+    assert sx == pytest.approx(1 / np.sqrt(2.0), rel=1e-3) and sy == pytest.approx(0.5, rel=1e-3)
+    rule = quadrature.gauss(narrow.box, 900, shares=assemble.node_shares(narrow))
+    nx, ny = (len(np.unique(rule.x[:, i])) for i in range(2))
+    assert ny / nx == pytest.approx(np.sqrt(2.0), rel=0.05) and abs(nx * ny - 900) < 30
+    iso = quadrature.gauss(make_potential("harmonic2d").box, 900, shares=(1.0, 1.0))
+    assert [len(np.unique(iso.x[:, i])) for i in range(2)] == [30, 30]
+    assert assemble.node_shares(make_potential("finite_well2d")) is None
