@@ -62,6 +62,11 @@ CASES_2D: list[tuple[str, list[str]]] = [
     ("separable2d", []),
     ("finite_well2d", []),
     ("finite_well2d", ["potential.V0=1"]),
+    ("finite_well2d", ["potential.V0=500"]),
+    ("finite_well2d", ["potential.V0=100", "potential.width=2.0"]),
+    ("finite_well2d", ["potential.width=0.4"]),
+    ("finite_well2d", ["potential.width=3.2"]),
+    ("finite_well2d", ["potential.width=[1.5,0.8]"]),
     ("formula2d", []),
 ]
 STATE_CASES_2D: list[tuple[str, list[str]]] = [

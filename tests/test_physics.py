@@ -105,12 +105,23 @@ def nested_laplacian(psi, params, x):
     [
         quadrature.Box(((-2.0, 2.0),), ((-0.5, 0.5),)),
         quadrature.Box(((0.0, 1.0), (-1.0, 2.0)), ((0.4,), ())),
-        quadrature.Box(((-2.0, 2.0), (-1.0, 2.0)), ((-0.5, 0.5), (0.6,)), ((0.5, 0.6),)),
     ],
-    ids=["1d", "2d", "2d-corner"],
+    ids=["1d", "2d"],
 )
 @pytest.mark.parametrize("output", ["exp", "linear"])
 def test_one_pass_laplacian_matches_nested_autodiff(activation, box, output):
+    check_against_nested_autodiff(activation, box, output)
+
+
+@pytest.mark.parametrize("output", ["exp", "linear"])
+def test_one_pass_laplacian_with_corner_functions_matches_nested_autodiff(output):
+    """A box whose jump lines cross at a corner: the network also takes the corner functions,
+    which depend on both axes."""
+    box = quadrature.Box(((-2.0, 2.0), (-1.0, 2.0)), ((-0.5, 0.5), (0.6,)), ((0.5, 0.6),))
+    check_against_nested_autodiff("tanh", box, output)
+
+
+def check_against_nested_autodiff(activation, box, output):
     psi, params = make_trial_function(
         box=box,
         width=6,
