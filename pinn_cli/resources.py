@@ -20,7 +20,7 @@ DIAGONAL_CHUNK = 32  # points per chunk of gradient rows for the matrix-free LM'
 # above it, conjugate gradients on Jacobian-vector products are cheaper. Measured on 2 cores
 # (docs/speed.md): explicit wins at width 32 x 192 points (~8e7), CG from 64 x 192 (~3e8) up.
 EXPLICIT_MAX_WORK = 2e8
-PER_CORNER = 5  # input features per corner of a non-separable jump (model.PER_CORNER; JAX-free)
+PER_CORNER = 5  # input features per corner of a non-separable jump (corners.PER_CORNER; JAX-free)
 
 
 def choose_solver(solver: str, rows: int, params: int) -> str:

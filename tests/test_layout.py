@@ -35,6 +35,7 @@ LAYERS = {
     "physics": 0,
     "sharding": 0,
     "model": 0,
+    "corners": 0,
     "potentials": 0,
     "potentials2d": 0,
     "reference2d": 0,

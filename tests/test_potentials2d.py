@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pinn_cli import ensemble, evaluation2d, model, quadrature, resources
+from pinn_cli import corners, ensemble, evaluation2d, model, quadrature, resources
 from pinn_cli.config import ConfigError
 from pinn_cli.potentials import make_potential
 from pinn_cli.validation import validate
@@ -82,10 +82,10 @@ def test_corners_are_where_a_jump_of_v_is_not_separable():
     assert sorted(well.box.corners) == [(-0.5, -0.3), (-0.5, 0.3), (0.5, -0.3), (0.5, 0.3)]
     assert make_potential("separable2d").box.corners == ()
     assert make_potential("harmonic2d").box.corners == ()
-    assert resources.PER_CORNER == model.PER_CORNER  # the memory estimate counts them too
+    assert resources.PER_CORNER == corners.PER_CORNER  # the memory estimate counts them too
 
 
-@pytest.mark.parametrize("k", range(model.PER_CORNER))
+@pytest.mark.parametrize("k", range(corners.PER_CORNER))
 def test_the_corner_functions_solve_the_quadrant_sources_and_are_c1(k):
     """Each corner function's derivatives equal nested autodiff's; its Laplacian is zero outside
     the quadrant u, v < 0 and 4 pi, 12 pi u, -12 pi v, 24 pi u^2, -48 pi u v inside (the sources
@@ -97,9 +97,9 @@ def test_the_corner_functions_solve_the_quadrant_sources_and_are_c1(k):
         lambda u, v: 24 * np.pi * u**2,
         lambda u, v: -48 * np.pi * u * v,
     ]
-    f = lambda u, v: model.corner_features(u, v)[k][0]  # noqa: E731
+    f = lambda u, v: corners.corner_features(u, v)[k][0]  # noqa: E731
     u, v = jnp.asarray(np.random.default_rng(k).uniform(-1.5, 1.5, size=(2, 24)))
-    _, (wu, wv), (wuu, wvv) = model.corner_features(u, v)[k]
+    _, (wu, wv), (wuu, wvv) = corners.corner_features(u, v)[k]
     nested = jax.jit(
         jax.vmap(
             lambda a, b: (
@@ -117,7 +117,7 @@ def test_the_corner_functions_solve_the_quadrant_sources_and_are_c1(k):
     eps = 1e-9
     for a, b in [(-0.7, 0.0), (0.0, -0.6), (0.4, 0.0), (0.0, 0.8)]:  # the four rays, both sides
         side = [(a + eps * (b != 0), b + eps * (a != 0)), (a - eps * (b != 0), b - eps * (a != 0))]
-        (w1, g1, _), (w2, g2, _) = (model.corner_features(*map(jnp.asarray, p))[k] for p in side)
+        (w1, g1, _), (w2, g2, _) = (corners.corner_features(*map(jnp.asarray, p))[k] for p in side)
         assert float(w1) == pytest.approx(float(w2), abs=1e-8)
         np.testing.assert_allclose(np.asarray(g1), np.asarray(g2), atol=1e-7)
 
