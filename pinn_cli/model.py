@@ -160,16 +160,19 @@ class TrialFunction:
     """psi(params, x) = B(x) C(x) g(N(features(x))): B the envelope (zero on the box's faces, or
     on the circle of `radius` about the origin), C an optional fixed `Carrier` (1 without one),
     g = exp or identity. A pytree whose leaves are the output scale and the carrier's: the rest
-    is its static structure, equal for networks of equal shape (so runs that differ only in V,
-    a sweep over V0, share their compiled programs through the persistent cache)."""
+    is its static structure, equal for networks of equal shape. The positions of the breakpoint
+    features and the corners are leaves too (their counts are structure), so runs that differ
+    only in V, a sweep over V0 or over a well's width, share their compiled programs through
+    the persistent cache."""
 
     graphdef: nnx.GraphDef
-    box: Box
+    box: Box  # the intervals only; the breakpoints and corners are `kinks` and `corners`
     kinks: tuple[tuple[float, ...], ...]  # per axis: the breakpoints with a feature (x_i - b)_+^2
     output: str  # "exp" (nodeless) or "linear"
     scale: float = 1.0  # psi = B exp(scale * N): lets an O(1) network reach large decay exponents
     radius: float | None = None  # the domain is this disk about the origin, not the box
     carrier: Carrier | None = None
+    corners: tuple[tuple[float, float], ...] = ()  # with the breakpoint features: see corners.py
 
     def envelope(self, x: jax.Array) -> Jet:
         """B(x), times the carrier's factor when there is one, with its derivatives."""
@@ -198,9 +201,9 @@ class TrialFunction:
             for b in kinks:
                 u = jnp.where(xi > b, (xi - b) / half, 0.0)
                 yield on_axis(i, u**2, 2.0 * u / half, jnp.where(xi > b, 2.0 / half**2, 0.0))
-        if any(self.kinks):  # corners come with the breakpoint features
+        if self.corners:
             half = 0.5 * max(self.box.lengths)  # one scale for both axes keeps Laplace's form
-            for cx, cy in self.box.corners:
+            for cx, cy in self.corners:
                 u, v = (x[..., 0] - cx) / half, (x[..., 1] - cy) / half
                 for w, (wu, wv), (wuu, wvv) in corner_features(u, v):
                     yield w, (wu / half, wv / half), (wuu / half**2, wvv / half**2)
@@ -260,7 +263,9 @@ class TrialFunction:
 
 jax.tree_util.register_dataclass(Carrier, ["params", "power"], ["ground"])
 jax.tree_util.register_dataclass(
-    TrialFunction, ["carrier", "scale"], ["graphdef", "box", "kinks", "output", "radius"]
+    TrialFunction,
+    ["carrier", "scale", "kinks", "corners"],
+    ["graphdef", "box", "output", "radius"],
 )
 
 
@@ -294,7 +299,10 @@ def make_trial_function(
     shape = (in_features, width, depth, act, jnp.dtype(dtype), outputs, key.ndim)
     graphdef, init = _initializer(*shape)
     params = init(key)
-    return TrialFunction(graphdef, box, tuple(kinks), output, scale, radius, carrier), params
+    intervals = Box(box.intervals, ((),) * box.dim)
+    at = box.corners if breakpoint_features else ()
+    psi = TrialFunction(graphdef, intervals, tuple(kinks), output, scale, radius, carrier, at)
+    return psi, params
 
 
 @functools.lru_cache(maxsize=16)

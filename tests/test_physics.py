@@ -201,3 +201,35 @@ def test_hard_normalisation_is_scale_invariant_and_penalty_is_not():
     pen = physics.loss_terms(3 * p, 3 * lap, normalization="penalty", norm_weight=2.0, **kw)
     n2 = float(jnp.sum(w * 9 * p**2))
     assert float(pen["norm"]) == pytest.approx(2.0 * (n2 - 1.0) ** 2)
+
+
+def test_trial_functions_that_differ_only_in_breakpoint_positions_share_their_structure():
+    """A sweep over a well's width compiles once: the breakpoint and corner positions are leaves
+    of the trial function, so two widths give one pytree structure (what jit and the persistent
+    cache key on) and evaluate with the positions they were given."""
+
+    def trial(box):
+        return make_trial_function(
+            box=box,
+            width=4,
+            depth=1,
+            activation="tanh",
+            output="linear",
+            breakpoint_features=True,
+            key=jax.random.key(0),
+        )
+
+    (a, pa), (b, _) = (
+        trial(finite_well((-2.0, 2.0), width=1.0).box),
+        trial(finite_well((-2.0, 2.0), width=1.4).box),
+    )
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+    x = jnp.array([[0.6]])  # inside the wider well only: its feature (x - 0.5)_+^2 is nonzero
+    assert float(a.features(x)[0, 2]) > 0.0 and float(b.features(x)[0, 2]) == 0.0
+    evaluate = jax.jit(lambda psi, p, y: psi(p, y))
+    assert float(evaluate(b, pa, x)[0]) == pytest.approx(float(b(pa, x)[0]), rel=1e-14)
+    corner = quadrature.Box(((-2.0, 2.0), (-2.0, 2.0)), ((-0.5,), (0.5,)), ((-0.5, 0.5),))
+    moved = quadrature.Box(((-2.0, 2.0), (-2.0, 2.0)), ((-0.7,), (0.3,)), ((-0.7, 0.3),))
+    assert jax.tree_util.tree_structure(trial(corner)[0]) == jax.tree_util.tree_structure(
+        trial(moved)[0]
+    )
