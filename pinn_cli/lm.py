@@ -41,8 +41,13 @@ def solve(jac, r, mu):
         k = gram + mu * jnp.eye(m, dtype=jac.dtype)
         z = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(k), r)
         return -jac.T @ z, -gram @ z
-    a = jac.T @ jac + mu * jnp.eye(p, dtype=jac.dtype)
-    delta = -jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(a), jac.T @ r)
+    # J^T J as (J^T)(J^T)^T, J^T materialised first: XLA's CPU dot contracting the leading
+    # axes of J runs ~2.4x slower than one contracting the trailing axes (2500 x 721 float64 on
+    # 2 cores: 48 ms against 20 ms with the copy); the barrier keeps the simplifier from folding
+    # the transpose back into the dot.
+    jac_t = jax.lax.optimization_barrier(jac.T)
+    a = jac_t @ jac_t.T + mu * jnp.eye(p, dtype=jac.dtype)
+    delta = -jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(a), jac_t @ r)
     return delta, jac @ delta
 
 
