@@ -223,8 +223,7 @@ def _train_states(cfg: Config, frame: Frame, resume: bool):
         runs.append(StateRun(n, built, result))
         if result.status != "completed" or cfg.train.ensemble > 1:
             break
-        p, _, lap = network_values(built, result.params, built.problem.x)
-        basis.add(p, lap)
+        basis.add(*network_values(built, result.params, built.problem.x))
     return runs, basis
 
 

@@ -88,8 +88,7 @@ def _finish_basis(runs: list[StateRun], basis) -> None:
     """A last state that stopped early is judged as it is: add it to the basis."""
     if len(basis.rows) < len(runs):
         last = runs[-1]
-        p, _, lap = network_values(last.built, last.result.params, last.built.problem.x)
-        basis.add(p, lap)
+        basis.add(*network_values(last.built, last.result.params, last.built.problem.x))
 
 
 def _judge_states_2d(cfg: Config, runs: list[StateRun], basis, run_dir: Path) -> dict:

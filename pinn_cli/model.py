@@ -240,10 +240,10 @@ class TrialFunction:
         p, dp, d2p = self._jet(params, x)
         return p, jnp.stack(dp, axis=-1), sum(d2p[1:], d2p[0])
 
-    def basis_taylor(self, params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """B(x) [h(x), 1] and its Laplacian, (..., width + 1) each: with output="linear", psi is
-        this vector dotted with the output layer's (kernel, bias), so a Rayleigh-Ritz step can
-        set that layer exactly."""
+    def basis_taylor(self, params, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """B(x) [h(x), 1] (..., width + 1), its gradient (..., width + 1, d) and its Laplacian:
+        with output="linear", psi is this vector dotted with the output layer's (kernel, bias),
+        so a Rayleigh-Ritz step can set that layer exactly."""
         h, dh, d2h = self.network(params).features_taylor(*self.feature_taylor(x))
         with_one = lambda a, c: jnp.concatenate([a, jnp.full_like(a[..., :1], c)], -1)  # noqa: E731
         h = with_one(h, 1.0)
@@ -251,8 +251,8 @@ class TrialFunction:
         b0, b1, b2 = self.envelope(x)
         column = lambda a: a[..., None]  # noqa: E731
         envelope = (column(b0), tuple(map(column, b1)), tuple(map(column, b2)))
-        f, _, d2f = times(envelope, (h, dh, d2h))
-        return f, sum(d2f[1:], d2f[0])
+        f, df, d2f = times(envelope, (h, dh, d2h))
+        return f, jnp.stack(df, axis=-1), sum(d2f[1:], d2f[0])
 
     def __call__(self, params, x: jax.Array) -> jax.Array:
         """psi at points x (..., d)."""

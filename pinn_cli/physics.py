@@ -30,33 +30,34 @@ def evaluate(psi: Callable, params, x) -> tuple[jax.Array, jax.Array, jax.Array]
 
 
 def rayleigh_quotient(p, grad, w, v):
-    """E_R = integral(|grad psi|^2 + V psi^2) / integral(psi^2); psi vanishes on the boundary."""
+    """E_R = integral(|grad psi|^2 + V psi^2) / integral(psi^2); psi vanishes on the boundary.
+
+    This form, not <psi, -lap psi + V psi>, on any rule with positive weights is at least min V:
+    a function that curves up at every node (lap psi / psi > 0 there) makes the Laplacian form
+    as negative as it likes, and minimising it finds such aliased functions (a 2-D square
+    well's third state went to E ~ -4e4 that way)."""
     return jnp.sum(w * (jnp.sum(grad**2, axis=-1) + v * p**2)) / jnp.sum(w * p**2)
-
-
-def energy_quotient(p, lap, w, v):
-    """<psi, H psi> / <psi, psi>: the Rayleigh quotient from the Laplacian, for a combination of
-    functions (a projected psi) whose gradient is not carried."""
-    return jnp.sum(w * p * residual(p, lap, v, 0.0)) / jnp.sum(w * p**2)
 
 
 @dataclass(frozen=True, eq=False)
 class Lower:
-    """Lower eigenstates on the grid: values and Laplacians (M, K), W-orthonormal columns. Zero
-    columns (padding, so that every state of a run has the same shapes) change nothing."""
+    """Lower eigenstates on the grid: values and Laplacians (M, K), gradients (M, K, d),
+    W-orthonormal columns. Zero columns (padding, so that every state of a run has the same
+    shapes) change nothing."""
 
     p: jax.Array
     lap: jax.Array
+    grad: jax.Array
 
     def padded(self, k: int) -> Lower:
         """The same states with zero columns up to k (as they are when they have k or more)."""
         if self.p.shape[1] >= k:
             return self
-        pad = lambda a: jnp.pad(a, ((0, 0), (0, k - a.shape[1])))  # noqa: E731
-        return Lower(pad(self.p), pad(self.lap))
+        pad = lambda a: jnp.pad(a, ((0, 0), (0, k - a.shape[1])) + ((0, 0),) * (a.ndim - 2))  # noqa: E731
+        return Lower(pad(self.p), pad(self.lap), pad(self.grad))
 
 
-jax.tree_util.register_dataclass(Lower, ["p", "lap"], [])
+jax.tree_util.register_dataclass(Lower, ["p", "lap", "grad"], [])
 
 
 def _weights_like(w, a):
@@ -75,6 +76,16 @@ def project(lower: Lower | None, w, p, lap):
         return p, lap
     c = overlaps(lower, w, p)
     return p - lower.p @ c, lap - lower.lap @ c
+
+
+def project_fields(lower: Lower | None, w, p, grad, lap):
+    """psi (M,) or (M, B), grad psi (M, d) or (M, B, d) and lap psi with the lower states
+    removed (the same combination from each)."""
+    if lower is None:
+        return p, grad, lap
+    c = overlaps(lower, w, p)
+    removed = jnp.einsum("mkd,k...->m...d", lower.grad, c)
+    return p - lower.p @ c, grad - removed, lap - lower.lap @ c
 
 
 def loss_terms(

@@ -48,10 +48,9 @@ class Problem:
         """psi, grad psi and lap psi of the network (before projection) at the points."""
         return physics.evaluate(self.psi, params["net"], self.x)
 
-    def projected(self, params) -> tuple[jax.Array, jax.Array]:
-        """psi and lap psi with the lower states projected out."""
-        p, _, lap = self.fields(params)
-        return physics.project(self.lower, self.w, p, lap)
+    def projected(self, params) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """psi, grad psi and lap psi with the lower states projected out."""
+        return physics.project_fields(self.lower, self.w, *self.fields(params))
 
     @property
     def residual_rows(self) -> int:
@@ -82,7 +81,7 @@ class Problem:
         psi's scale at 1; the residual, its Jacobian and the LM path are unchanged by it."""
         if self.normalization != "hard" or self.psi.output != "exp":
             return params
-        p, _ = self.projected(params)
+        p = self.projected(params)[0]
         shift = -0.5 * jnp.log(jnp.sum(self.w * p**2)) / self.psi.scale
         net = params["net"]
         out = {**net["out"], "bias": net["out"]["bias"] + shift}
@@ -128,7 +127,7 @@ def make_problem(
         energy_scale=scale,
         normalization=normalization,
         norm_weight=norm_weight,
-        lower=None if lower is None else physics.Lower(as_array(lower.p), as_array(lower.lap)),
+        lower=None if lower is None else jax.tree.map(as_array, lower),
         first_stage=first_stage,
         slope_recovery=slope_recovery,
     )
@@ -154,10 +153,8 @@ def init_params(problem: Problem, net_params, energy_init: float | None, members
 
 def rayleigh(problem: Problem, params) -> jax.Array:
     """Rayleigh quotient of the (projected) trial function on the training grid."""
-    if problem.lower is None:
-        p, grad, _ = problem.fields(params)
-        return physics.rayleigh_quotient(p, grad, problem.w, problem.v)
-    return physics.energy_quotient(*problem.projected(params), problem.w, problem.v)
+    p, grad, _ = problem.projected(params)
+    return physics.rayleigh_quotient(p, grad, problem.w, problem.v)
 
 
 def make_loss(problem: Problem, kind: str = "residual") -> Callable:
@@ -173,9 +170,9 @@ def make_loss(problem: Problem, kind: str = "residual") -> Callable:
         return total, terms
 
     def physics_loss(params):
-        p, lap = problem.projected(params)
+        p, grad, lap = problem.projected(params)
         if kind == "ritz":
-            energy = physics.energy_quotient(p, lap, problem.w, problem.v)
+            energy = physics.rayleigh_quotient(p, grad, problem.w, problem.v)
             return energy / problem.energy_scale, {"ritz": energy}
         terms = physics.loss_terms(
             p,

@@ -27,20 +27,23 @@ class Basis:
         self.w = w
         self.rows: list[np.ndarray] = []
         self.p: list[np.ndarray] = []  # raw networks' psi on the training grid
+        self.grad: list[np.ndarray] = []
         self.lap: list[np.ndarray] = []
 
     def lower(self) -> physics.Lower | None:
         if not self.rows:
             return None
         a = self._matrix()
-        return physics.Lower(np.stack(self.p, 1) @ a.T, np.stack(self.lap, 1) @ a.T)
+        grad = np.einsum("mjd,kj->mkd", np.stack(self.grad, 1), a)
+        return physics.Lower(np.stack(self.p, 1) @ a.T, np.stack(self.lap, 1) @ a.T, grad)
 
     def _matrix(self) -> np.ndarray:
         k = len(self.rows)
         return np.array([np.pad(r, (0, k - len(r))) for r in self.rows])
 
-    def add(self, p: np.ndarray, lap: np.ndarray) -> None:
-        """Append a network's psi, orthogonalised against the states so far and normalised."""
+    def add(self, p: np.ndarray, grad: np.ndarray, lap: np.ndarray) -> None:
+        """Append a network's psi (M,), grad psi (M, d) and lap psi (M,) on the training grid,
+        orthogonalised against the states so far and normalised."""
         k = len(self.rows)
         row = np.zeros(k + 1)
         row[k] = 1.0
@@ -50,6 +53,7 @@ class Basis:
             c = phi.T @ (self.w * p)
             row[:k] -= c @ a
         self.p.append(p)
+        self.grad.append(grad.reshape(p.shape[0], -1))
         self.lap.append(lap)
         f = np.stack(self.p, 1) @ row
         self.rows.append(row / np.sqrt(np.sum(self.w * f * f)))
@@ -62,8 +66,8 @@ class Basis:
 
 @jax.jit
 def _basis_taylor(psi, net, x):
-    """psi's output-layer basis and its Laplacian (TrialFunction.basis_taylor), compiled once
-    for every state whose trial function has the same structure."""
+    """psi's output-layer basis, its gradient and its Laplacian (TrialFunction.basis_taylor),
+    compiled once for every state whose trial function has the same structure."""
     return psi.basis_taylor(net, x)
 
 
@@ -77,12 +81,13 @@ def ritz_output_layer(problem: Problem, params) -> dict:
     """
     import scipy.linalg
 
-    f, lap = _basis_taylor(problem.psi, params["net"], problem.x)
-    f, lap = physics.project(problem.lower, problem.w, f, lap)
-    f, lap, w, v = (np.asarray(a, float) for a in (f, lap, problem.w, problem.v))
+    f, grad, lap = _basis_taylor(problem.psi, params["net"], problem.x)
+    f, grad, _ = physics.project_fields(problem.lower, problem.w, f, grad, lap)
+    f, grad, w, v = (np.asarray(a, float) for a in (f, grad, problem.w, problem.v))
     s = f.T @ (w[:, None] * f)
-    h = f.T @ (w[:, None] * physics.residual(f, lap, v[:, None], 0.0))
-    h = 0.5 * (h + h.T)
+    # H from |grad psi|^2 + V psi^2 (physics.rayleigh_quotient): symmetric, and no combination's
+    # quotient falls below min V however it aliases between the nodes
+    h = np.einsum("mid,m,mjd->ij", grad, w, grad) + f.T @ ((w * v)[:, None] * f)
     lam, u = np.linalg.eigh(s)  # drop the directions the features (nearly) do not span
     # Combinations below 1e-9 of the largest are not resolved by the grid: between its points
     # they are unconstrained, and their grid Rayleigh quotients can be spurious values (with

@@ -362,14 +362,16 @@ def test_an_ensemble_trains_its_members_activation_parameters_apart(name):
 
 @pytest.mark.parametrize("name", sorted(SHAPED))
 def test_the_last_hidden_layer_spans_a_linear_output(name):
-    """basis_taylor (Rayleigh-Ritz's basis) dotted with the output layer is psi and lap psi."""
+    """basis_taylor (Rayleigh-Ritz's basis) dotted with the output layer is psi, grad psi and
+    lap psi."""
     box = BOXES["2d"]
     psi, params = trial(name, box)
     params = perturbed(params)
-    f, lap_f = psi.basis_taylor(params, points(box))
+    f, grad_f, lap_f = psi.basis_taylor(params, points(box))
     c = jnp.concatenate([params["out"]["kernel"][:, 0], params["out"]["bias"]])
-    p, _, lap = psi.taylor(params, points(box))
+    p, grad, lap = psi.taylor(params, points(box))
     close(f @ c, p, 1e-12)
+    close(jnp.einsum("nbd,b->nd", grad_f, c), grad, 1e-12)
     close(lap_f @ c, lap, 1e-12)
 
 

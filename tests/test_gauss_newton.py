@@ -29,7 +29,7 @@ def lower_states(built, count):
     f = np.stack([np.sin((k + 1) * np.pi * (x + 1.0) / 2.0) for k in range(count)], 1)
     q, _ = np.linalg.qr(np.sqrt(w)[:, None] * f)
     f = q / np.sqrt(w)[:, None]
-    return physics.Lower(f, f * np.linspace(-3.0, 5.0, x.size)[:, None])
+    return physics.Lower(f, f * np.linspace(-3.0, 5.0, x.size)[:, None], f[..., None])
 
 
 def built_problem(overrides, n_lower):

@@ -174,18 +174,25 @@ def test_projection_removes_the_lower_states():
     rule = quadrature.gauss(infinite_well((0.0, 1.0)).box, 64)
     x, w = rule.x[:, 0], rule.w
     ground = np.sqrt(2.0) * np.sin(np.pi * x)[:, None]  # normalised on [0, 1]
-    lower = physics.Lower(ground, -(np.pi**2) * ground)
-    f, f_lap = x - x**3, -6.0 * x  # overlaps the ground state
+    ground_grad = np.sqrt(2.0) * np.pi * np.cos(np.pi * x)[:, None, None]
+    lower = physics.Lower(ground, -(np.pi**2) * ground, ground_grad)
+    f, f_grad, f_lap = x - x**3, (1.0 - 3.0 * x**2)[:, None], -6.0 * x  # overlaps the ground
     c = float(physics.overlaps(lower, w, f)[0])
     p, lap = physics.project(lower, w, f, f_lap)
     assert abs(c) > 0.1
     assert abs(float(np.sum(w * p * ground[:, 0]))) < 1e-14
     # the Laplacian of the projected function: lap f - c lap(ground)
     np.testing.assert_allclose(lap, f_lap + c * np.pi**2 * ground[:, 0], rtol=1e-13, atol=1e-13)
+    # its gradient: grad f - c grad(ground)
+    p2, grad, lap2 = physics.project_fields(lower, w, f, f_grad, f_lap)
+    np.testing.assert_allclose(grad, f_grad - c * ground_grad[:, 0], rtol=1e-13, atol=1e-13)
+    for a, b in ((p2, p), (lap2, lap)):
+        np.testing.assert_allclose(a, b, rtol=1e-15, atol=1e-15)
     # zero columns (every state of a run padded to one shape) project the same
     padded = lower.padded(4)
-    assert padded.p.shape == (64, 4) and lower.padded(1) is lower
-    for a, b in zip(physics.project(padded, w, f, f_lap), (p, lap)):
+    assert padded.p.shape == (64, 4) and padded.grad.shape == (64, 4, 1)
+    assert lower.padded(1) is lower
+    for a, b in zip(physics.project_fields(padded, w, f, f_grad, f_lap), (p, grad, lap)):
         np.testing.assert_allclose(a, b, rtol=1e-15, atol=1e-15)
 
 

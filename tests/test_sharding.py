@@ -70,7 +70,8 @@ def test_padding_points_with_weight_zero_changes_no_integral():
         a, b = prob.loss(kind)(params)[0], padded.loss(kind)(params)[0]
         assert float(b) == pytest.approx(float(a), rel=1e-13)
     # lower states already on the padded grid keep their rows
-    lower = physics.Lower(jnp.ones((padded.x.shape[0], 2)), jnp.zeros((padded.x.shape[0], 2)))
+    rows = padded.x.shape[0]
+    lower = physics.Lower(jnp.ones((rows, 2)), jnp.zeros((rows, 2)), jnp.zeros((rows, 2, 1)))
     again = sharding.pad_points(dataclasses.replace(prob, lower=lower), problem.POINT_FIELDS, 5)
     assert again.lower.p.shape == lower.p.shape and again.x.shape == padded.x.shape
 

@@ -162,11 +162,12 @@ def test_ritz_start_is_the_minimum_over_the_features(tmp_path):
 
     cfg = config(*SMALL, "potential=harmonic", "state=1")
     ground = assemble.build(cfg, 0)
-    p0, _, lap0 = (np.asarray(a) for a in physics.evaluate(
+    p0, grad0, lap0 = (np.asarray(a) for a in physics.evaluate(
         ground.problem.psi, ground.state.params["net"], ground.problem.x))  # fmt: skip
     w = np.asarray(ground.problem.w)
     n0 = np.sqrt(np.sum(w * p0**2))
-    built = assemble.build(cfg, 1, physics.Lower(p0[:, None] / n0, lap0[:, None] / n0))
+    lower = physics.Lower(p0[:, None] / n0, lap0[:, None] / n0, grad0[:, None] / n0)
+    built = assemble.build(cfg, 1, lower)
     before = float(problem.rayleigh(built.problem, built.state.params))
     params = states.ritz_output_layer(built.problem, built.state.params)
     after = float(problem.rayleigh(built.problem, params))
@@ -174,6 +175,35 @@ def test_ritz_start_is_the_minimum_over_the_features(tmp_path):
     assert after < before
     p = np.asarray(built.problem.projected(params)[0])
     assert abs(np.sum(w * p * p0)) / (n0 * np.sqrt(np.sum(w * p * p))) < 1e-10
+
+
+def test_ritz_energies_stay_above_min_v_when_the_network_aliases_between_the_nodes():
+    """A network with large weights oscillates between the 16 nodes; where it curves up at the
+    nodes, the Laplacian form <psi, H psi> / <psi, psi> goes negative (for 12 of 20 such
+    networks here). The Ritz loss, the Rayleigh quotient and the Ritz start use
+    |grad psi|^2 + V psi^2, so every energy they report stays at or above min V (0 in the
+    infinite well), however the network aliases."""
+    import jax
+
+    from pinn_cli import assemble, physics, problem, states
+
+    cfg = config("potential=infinite_well", "state=1", "train.points=16", "model.width=64")
+    ground = assemble.build(cfg, 0)
+    p0, grad0, lap0 = (np.asarray(a) for a in physics.evaluate(
+        ground.problem.psi, ground.state.params["net"], ground.problem.x))  # fmt: skip
+    w = np.asarray(ground.problem.w)
+    n0 = np.sqrt(np.sum(w * p0**2))
+    lower = physics.Lower(p0[:, None] / n0, lap0[:, None] / n0, grad0[:, None] / n0)
+    built = assemble.build(cfg, 1, lower)
+    ritz = problem.make_loss(built.problem, "ritz")
+    for seed in range(10):
+        draw = np.random.default_rng(seed).normal
+        net = jax.tree.map(lambda a, d=draw: 30.0 * d(size=a.shape), built.state.params["net"])
+        params = {**built.state.params, "net": net}
+        assert float(ritz(params)[1]["ritz"]) >= 0.0
+        assert float(problem.rayleigh(built.problem, params)) >= 0.0
+        start = states.ritz_output_layer(built.problem, params)
+        assert float(built.problem.energy(start)) >= 0.0
 
 
 @pytest.mark.slow
