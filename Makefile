@@ -54,8 +54,9 @@ bench-speed: $(STAMP) ## per-step speed and time to solution against the PyTorch
 	$(BIN)/python -m benchmarks.speed --out bench-results/speed.md
 	$(BIN)/python -m benchmarks.second_order --whole --out bench-results/second_order.md
 
-bench-second-order: $(STAMP) ## one LM step (explicit and matrix-free) against one Adam step
+bench-second-order: $(STAMP) ## one LM step (explicit and matrix-free) against one Adam step; the Gram matrix's layout
 	$(BIN)/python -m benchmarks.second_order --whole --out bench-results/second_order.md
+	$(BIN)/python -m benchmarks.gram --out bench-results/gram.md
 
 bench-ensemble: $(STAMP) ## train.ensemble=K against one network, per stage and whole runs
 	$(BIN)/python -m benchmarks.ensemble --out bench-results/ensemble.md

@@ -95,7 +95,7 @@ def test_levenberg_marquardt_jacobian_matches_autodiff(overrides, lower_states):
         f = np.stack([np.sin((k + 1) * np.pi * (x + 1.0) / 2.0) for k in range(lower_states)], 1)
         q, _ = np.linalg.qr(np.sqrt(w)[:, None] * f)
         f = q / np.sqrt(w)[:, None]
-        lower = physics.Lower(f, f * np.linspace(-3.0, 5.0, x.size)[:, None])
+        lower = physics.Lower(f, f * np.linspace(-3.0, 5.0, x.size)[:, None], f[..., None])
     built = assemble.build(cfg, n=lower_states, lower=lower)
     flat, unravel = ravel_pytree(built.state.params)
     ls = built.problem.least_squares(unravel)
