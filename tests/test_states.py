@@ -154,20 +154,27 @@ def test_carrier_enters_psi_and_its_derivatives():
         assert np.allclose(lap[i], ref[2], rtol=1e-10, atol=1e-11)
 
 
-def test_ritz_start_is_the_minimum_over_the_features(tmp_path):
-    """The Rayleigh-Ritz start of state 1 sets E to the Rayleigh quotient of the new (projected)
-    network, and that is no higher than the quotient of the network it started from: the step
-    minimises over the span of the features, which contains the old output."""
-    from pinn_cli import assemble, physics, problem, states
+def state_one(cfg):
+    """State 1 built against the untrained ground network as its lower state: (built, the
+    weights, the ground network's psi on the grid, its norm)."""
+    from pinn_cli import assemble, physics
 
-    cfg = config(*SMALL, "potential=harmonic", "state=1")
     ground = assemble.build(cfg, 0)
     p0, grad0, lap0 = (np.asarray(a) for a in physics.evaluate(
         ground.problem.psi, ground.state.params["net"], ground.problem.x))  # fmt: skip
     w = np.asarray(ground.problem.w)
     n0 = np.sqrt(np.sum(w * p0**2))
     lower = physics.Lower(p0[:, None] / n0, lap0[:, None] / n0, grad0[:, None] / n0)
-    built = assemble.build(cfg, 1, lower)
+    return assemble.build(cfg, 1, lower), w, p0, n0
+
+
+def test_ritz_start_is_the_minimum_over_the_features(tmp_path):
+    """The Rayleigh-Ritz start of state 1 sets E to the Rayleigh quotient of the new (projected)
+    network, and that is no higher than the quotient of the network it started from: the step
+    minimises over the span of the features, which contains the old output."""
+    from pinn_cli import problem, states
+
+    built, w, p0, n0 = state_one(config(*SMALL, "potential=harmonic", "state=1"))
     before = float(problem.rayleigh(built.problem, built.state.params))
     params = states.ritz_output_layer(built.problem, built.state.params)
     after = float(problem.rayleigh(built.problem, params))
@@ -185,16 +192,10 @@ def test_ritz_energies_stay_above_min_v_when_the_network_aliases_between_the_nod
     infinite well), however the network aliases."""
     import jax
 
-    from pinn_cli import assemble, physics, problem, states
+    from pinn_cli import problem, states
 
     cfg = config("potential=infinite_well", "state=1", "train.points=16", "model.width=64")
-    ground = assemble.build(cfg, 0)
-    p0, grad0, lap0 = (np.asarray(a) for a in physics.evaluate(
-        ground.problem.psi, ground.state.params["net"], ground.problem.x))  # fmt: skip
-    w = np.asarray(ground.problem.w)
-    n0 = np.sqrt(np.sum(w * p0**2))
-    lower = physics.Lower(p0[:, None] / n0, lap0[:, None] / n0, grad0[:, None] / n0)
-    built = assemble.build(cfg, 1, lower)
+    built = state_one(cfg)[0]
     ritz = problem.make_loss(built.problem, "ritz")
     for seed in range(10):
         draw = np.random.default_rng(seed).normal
