@@ -139,10 +139,19 @@ def carrier_power(cfg: Config, potential, n: int) -> float:
     return base * float(np.sqrt(kappa2 * min(1.0, 4.0 / n)))
 
 
+def coarse_level(cfg: Config, potential, n: int) -> float | None:
+    """State n's coarse energy estimate (`_coarse_spectrum`), which its shifted
+    Levenberg-Marquardt steps may hold E at (programs.shifted); None for the ground state, a
+    fixed energy, and the disk (the coarse solvers see only its bounding square)."""
+    if n == 0 or cfg.energy.mode != "learned" or getattr(potential, "radius", None) is not None:
+        return None
+    return float(_coarse_spectrum(potential, max(cfg.state, n) + 1)[0][n])
+
+
 @functools.lru_cache(maxsize=8)
 def _coarse_spectrum(potential, k: int) -> tuple[np.ndarray, float]:
-    """The k lowest energies by plain finite differences, and the lowest V on the boundary
-    (sampled just inside it)."""
+    """Coarse estimates of the k lowest energies (1-D: plain finite differences; 2-D: one
+    spectral-element degree), and the lowest V on the boundary (sampled just inside it)."""
     if potential.dim == 1:
         from . import reference
 
@@ -153,7 +162,7 @@ def _coarse_spectrum(potential, k: int) -> tuple[np.ndarray, float]:
         return energies, float(min(edge))
     from . import reference2d
 
-    energies = reference2d.finite_difference_energies(potential, k)
+    energies = reference2d.coarse_energies(potential, k)
     (x0, x1), (y0, y1) = potential.box.intervals
     t = np.linspace(0.0, 1.0, 401)
     eps = 1e-9
@@ -228,6 +237,7 @@ def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=N
         lower=None if lower is None else lower.padded(cfg.state),
         first_stage="ritz" if n > 0 else "residual",
         slope_recovery=float(m.slope_recovery),
+        target=coarse_level(cfg, potential, n),
     )
     members = cfg.train.ensemble
     params = problem.init_params(prob, net, cfg.energy.init if n == 0 else None, members)

@@ -38,6 +38,9 @@ class Problem:
     lower: physics.Lower | None = None  # lower eigenstates to stay orthogonal to
     first_stage: str = "residual"  # "residual" | "ritz" (minimise the Rayleigh quotient first)
     slope_recovery: float = 0.0  # weight of Jagtap et al.'s S(a) in the loss (adaptive slopes)
+    # An excited state's coarse estimate of its energy (assemble.coarse_level): the shifted
+    # Levenberg-Marquardt steps hold E at the lower of it and the Rayleigh-Ritz value
+    target: jax.Array | None = None
 
     def energy(self, params) -> jax.Array:
         if self.fixed_energy is None:
@@ -97,7 +100,7 @@ POINT_FIELDS = ("x", "w", "v", "lower")
 
 jax.tree_util.register_dataclass(
     Problem,
-    ["psi", "x", "w", "v", "fixed_energy", "lower"],
+    ["psi", "x", "w", "v", "fixed_energy", "lower", "target"],
     ["energy_scale", "normalization", "norm_weight", "first_stage", "slope_recovery"],
 )
 
@@ -114,6 +117,7 @@ def make_problem(
     lower: physics.Lower | None = None,
     first_stage: str = "residual",
     slope_recovery: float = 0.0,
+    target: float | None = None,
 ) -> Problem:
     """The problem on a quadrature rule; E's scale is the flat box's ground energy."""
     scale = sum((math.pi / length) ** 2 for length in psi.box.lengths)
@@ -130,6 +134,7 @@ def make_problem(
         lower=None if lower is None else jax.tree.map(as_array, lower),
         first_stage=first_stage,
         slope_recovery=slope_recovery,
+        target=None if target is None else as_array(target),
     )
 
 

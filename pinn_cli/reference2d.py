@@ -235,25 +235,20 @@ _CHUNK = 1 << 22  # array elements per chunk when evaluating psi
 
 
 @lru_cache
-def finite_difference_energies(potential, k: int, grid: int = 64) -> np.ndarray:
-    """The k lowest eigenvalues of the plain five-point finite-difference operator on the
-    potential's rectangle (grid x grid intervals, psi = 0 on the sides): a coarse estimate in
-    milliseconds, O(h^2) accurate, for shaping trial functions, not for judging them."""
-    k = _check_k(k)
+def coarse_energies(potential, k: int, degree: int = 8) -> np.ndarray:
+    """The k lowest eigenvalues at one spectral-element degree on the potential's rectangle
+    (psi = 0 on its sides; elements cut at V's jumps as in `spectral_element`): an estimate in
+    a fraction of a second, for shaping and steering the training of excited states, not for
+    judging them. Degree 8 is within 1e-3 (relative) of the converged levels (measured on the
+    eight lowest states: box 7e-11, separable well 1e-13, square well 5e-10, oscillator with
+    omega = [1, 2] 8e-4, formula2d's default 4e-5; at degree 6 up to 5e-3). The disk is not a
+    rectangle: its estimate would be the bounding square's."""
     (x0, x1), (y0, y1) = potential.box.intervals
-    hx, hy = (x1 - x0) / grid, (y1 - y0) / grid
-    x, y = x0 + hx * np.arange(1, grid), y0 + hy * np.arange(1, grid)
-
-    def second(m: int, h: float) -> sp.csr_matrix:
-        return sp.diags([-np.ones(m - 1), 2.0 * np.ones(m), -np.ones(m - 1)], [-1, 0, 1]) / h**2
-
-    m = grid - 1
-    eye = sp.identity(m)
-    points = np.stack(np.meshgrid(x, y, indexing="ij"), -1).reshape(-1, 2)
-    v = np.asarray(potential.values(points), float)
-    h = sp.kron(second(m, hx), eye) + sp.kron(eye, second(m, hy)) + sp.diags(v)
-    values = eigsh(h.tocsc(), k=k, sigma=float(v.min()) - 1.0, which="LM")[0]
-    return np.sort(values)
+    edges = (
+        _edges(x0, x1, _check_breaks(potential.breaks[0], (x0, x1), "xbreaks")),
+        _edges(y0, y1, _check_breaks(potential.breaks[1], (y0, y1), "ybreaks")),
+    )
+    return np.sort(_solve(potential.fn, edges, degree, _check_k(k)).energies)
 
 
 def _gll(p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

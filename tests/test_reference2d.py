@@ -11,8 +11,8 @@ from scipy.special import jn_zeros
 from pinn_cli.reference2d import (
     Spectrum2D,
     box2d,
+    coarse_energies,
     disk,
-    finite_difference_energies,
     harmonic2d,
     levels,
     separable2d,
@@ -121,18 +121,22 @@ def test_box2d_energies_and_degeneracy():
     assert [len(g) for g in levels(box.energies)] == [1, 1, 1, 1, 2, 1, 1]  # (1,4) = (2,2)
 
 
-def test_the_coarse_finite_difference_estimate_is_second_order():
-    """The five-point estimate (it shapes excited states' trial functions) against the box's and
-    the anisotropic oscillator's closed forms: the error falls ~4x when h halves."""
+def test_the_coarse_estimate_is_within_1e_3_of_the_closed_forms():
+    """The one-degree spectral-element estimate (it shapes excited states' trial functions and
+    steers their shifted steps) against the closed forms of a rectangle, the anisotropic
+    oscillator (the widest spread of levels over the domain) and a separable well with jumps;
+    and it converges with the degree: each degree better than the one before."""
     from pinn_cli import potentials2d
 
-    box = potentials2d.box2d(((0.0, 1.0), (0.0, 2.0)))
-    osc = potentials2d.harmonic2d(omega=(1.0, 2.0))
-    cases = ((box, box2d(((0.0, 1.0), (0.0, 2.0)), 6)), (osc, harmonic2d((1.0, 2.0), 6)))
+    cases = (
+        (potentials2d.box2d(((0.0, 1.0), (0.0, 2.0))), box2d(((0.0, 1.0), (0.0, 2.0)), 8)),
+        (potentials2d.harmonic2d(omega=(1.0, 2.0)), harmonic2d((1.0, 2.0), 8)),
+        (potentials2d.separable2d(), None),
+    )
     for potential, exact in cases:
-        coarse = np.abs(finite_difference_energies(potential, 6, 32) / exact.energies - 1)
-        fine = np.abs(finite_difference_energies(potential, 6, 64) / exact.energies - 1)
-        assert fine.max() < 2e-2 and np.all(fine < coarse / 3), (coarse, fine)
+        energies = (exact or potential.spectrum(8)).energies
+        errors = [np.abs(coarse_energies(potential, 8, p) / energies - 1).max() for p in (4, 6, 8)]
+        assert errors[2] < 1e-3 and errors[2] < errors[1] < errors[0], (potential.name, errors)
 
 
 def test_harmonic2d_is_orthonormal_and_solves_the_pde():

@@ -237,6 +237,48 @@ def test_an_excited_state_starts_its_refinement_at_e_held_at_the_ritz_value(tmp_
     assert int(shift[-1]["step"]) < int(free[0]["step"])
 
 
+def test_shifted_steps_hold_e_at_the_lower_of_the_ritz_value_and_the_coarse_estimate():
+    """An excited state's problem carries its coarse energy estimate (finite differences: within
+    1e-5 of 4 pi^2 for the infinite well's state 1), and the shifted steps hold E at the lower
+    of it and the Rayleigh-Ritz value in the parameters: a Ritz value above the level's
+    midpoint would steer them to the state above. The free steps after them start from psi's
+    Rayleigh quotient, not from the Ritz value the parameter still holds."""
+    import dataclasses
+
+    import jax.numpy as jnp
+
+    from pinn_cli import optim, problem, programs
+
+    built = state_one(config(*SMALL, "potential=infinite_well", "energy=learned", "state=1"))[0]
+    prob = built.problem
+    assert float(prob.target) == pytest.approx(4 * np.pi**2, rel=1e-5)
+    held = []
+    capture = lambda problem, params, opt, n: held.append(float(problem.fixed_energy))  # noqa: E731
+    block = programs.shifted(optim.Stage("lm", init=None, raw=capture, lr=None)).raw
+    params = {**built.state.params, "energy": jnp.asarray(50.0 / prob.energy_scale)}
+    for target, expected in ((None, 50.0), (39.5, 39.5), (60.0, 50.0)):
+        block(dataclasses.replace(prob, target=target), params, None, 1)
+        assert held[-1] == pytest.approx(expected, rel=1e-12)
+    free = programs.rayleigh_energy(prob, params)
+    quotient = float(problem.rayleigh(prob, params))
+    assert float(prob.energy(free)) == pytest.approx(quotient, rel=1e-12) != 50.0
+
+
+@pytest.mark.slow
+def test_the_square_well_s_six_states_come_out_in_order(tmp_path):
+    """finite_well2d state=5 with its defaults: the level at 49.67 lies between a doubly
+    degenerate one and a level at 52.00, and state 4's Ritz start (~52.3) lies nearer 52.00;
+    states 4 and 5 skipped to 52.00 and 53.95 while the shifted steps held E at the Ritz value.
+    Every state right, every level complete."""
+    assert experiment.run(config("potential=finite_well2d", "state=5"), tmp_path).code == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert [lv["multiplicity"] for lv in s["levels"]] == [1, 2, 1, 1, 1]
+    for level in s["levels"]:
+        assert level["complete"] and level["subspace_error"] < 1e-3, level
+    for st in s["states"]:
+        assert st["energy"]["rel_error"] < 1e-6, st["energy"]
+
+
 def _metrics(run_dir):
     import csv
 
