@@ -73,6 +73,9 @@ STATE_CASES_2D: list[tuple[str, list[str]]] = [
     ("box2d", ["state=5", "train.points=400"]),
     ("harmonic2d", ["state=5"]),
     ("disk", ["state=5", "train.points=400"]),
+    ("separable2d", ["state=5"]),
+    ("finite_well2d", ["state=5"]),
+    ("formula2d", ["state=5"]),
 ]
 TARGETS_2D = {"energy": 1e-8, "l2": 1e-5, "wall_s": 60.0}
 STATE_TARGETS_2D = {"energy": 1e-6, "l2": 1e-4, "wall_s": 240.0}
@@ -202,13 +205,16 @@ def main() -> None:
     ap.add_argument("--no-ground", action="store_true", help="skip the ground-state table")
     ap.add_argument("--no-2d", action="store_true", help="skip the two-dimensional tables")
     ap.add_argument("--only-2d", action="store_true", help="only the two-dimensional tables")
+    ap.add_argument("--no-2d-ground", action="store_true", help="skip the 2-D ground-state table")
     args = ap.parse_args()
     keep = lambda c: not args.only or c[0] in args.only  # noqa: E731
     rows, state_lines, lines_2d, state_lines_2d = [], [], [], []
     if args.only_2d:
         args.no_ground = args.no_states = True
     with tempfile.TemporaryDirectory() as tmp:
-        for potential, overrides in filter(keep, [] if args.no_2d else CASES_2D):
+        for potential, overrides in filter(
+            keep, [] if args.no_2d or args.no_2d_ground else CASES_2D
+        ):
             lines_2d += rows_2d(potential, overrides, Path(tmp), TARGETS_2D)
             print(lines_2d[-1], file=sys.stderr, flush=True)
         for potential, overrides in filter(keep, [] if args.no_2d else STATE_CASES_2D):
