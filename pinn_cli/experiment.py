@@ -281,10 +281,12 @@ def train_one(
         progress(records)
 
     callbacks = train.Callbacks(on_log, checkpoints.save, frame.stop, frame.t_start, frame.preload)
-    with profiler:
-        result = train.fit(built.problem, built.plan, state, callbacks)
-    progress.close()
-    checkpoints.close()
+    try:
+        with profiler:
+            result = train.fit(built.problem, built.plan, state, callbacks)
+    finally:  # the last checkpoint is on disk (or its error raised) before anything else
+        progress.close()
+        checkpoints.close()
     for stage, solver in result.solvers.items():
         log.info("%s %d: %s solved its linear systems with the %s solver", label, n, stage, solver)
     log.info("%s %d stopped: %s", label, n, result.stop_reason)

@@ -374,3 +374,39 @@ def test_a_signal_stops_a_sweep_after_the_current_job(tmp_path):
     assert "Traceback" not in proc.stderr.read()
     assert summary(sweep / "0")["status"] == "interrupted"
     assert not (sweep / "1").exists()  # the sweep stopped; the next job never started
+
+
+def test_a_checkpoint_is_written_while_training_goes_on_and_its_error_is_not_lost(tmp_path):
+    """`save` returns while the writer thread still writes; `steps` and `close` wait for it;
+    a failed write (a full disk) is raised by the next call, not swallowed by the thread."""
+    import threading
+
+    import numpy as np
+
+    from pinn_cli import outputs
+
+    checkpoints = outputs.Checkpoints(tmp_path, keep=3)
+    gate, real_write = threading.Event(), checkpoints._write
+
+    def gated(step, state):
+        assert gate.wait(10)
+        real_write(step, state)
+
+    checkpoints._write = gated
+    checkpoints.save(10, {"w": np.arange(3.0)})  # returns although the write waits on the gate
+    assert checkpoint_steps(tmp_path) == []
+    gate.set()
+    assert checkpoints.steps() == [10]  # waited for the write
+
+    def full_disk(step, state):
+        raise OSError(28, "No space left on device")
+
+    checkpoints._write = full_disk
+    checkpoints.save(20, {"w": np.arange(3.0)})
+    with pytest.raises(OSError, match="No space left"):
+        checkpoints.save(30, {"w": np.arange(3.0)})
+    checkpoints._write = full_disk
+    checkpoints.save(40, {"w": np.arange(3.0)})
+    with pytest.raises(OSError, match="No space left"):
+        checkpoints.close()
+    assert checkpoint_steps(tmp_path) == [10]
