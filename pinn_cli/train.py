@@ -100,10 +100,18 @@ def init_state(problem, plan: Plan, params) -> TrainState:
     stages = make_stages(problem, plan, one_member(params, plan.ensemble))
     return TrainState(
         params=params,
-        opt={stage.name: stage.init(params) for stage, _ in stages},
+        opt={stage.name: _compiled(stage.init)(params) for stage, _ in stages},
         step=jnp.asarray(0, jnp.int32),
         diverged_at=jnp.full(plan.ensemble, -1, jnp.int32),
     )
+
+
+@functools.cache
+def _compiled(init: Callable) -> Callable:
+    """A stage's optimiser-state initialisation as one program: run eagerly, each of its
+    zeros_like is a program of its own (a cache lookup each, ~20-50 ms each to compile with an
+    empty cache). The stages are shared by the states of a run, and so is this."""
+    return jax.jit(init)
 
 
 @dataclass
