@@ -239,8 +239,7 @@ def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=N
         slope_recovery=float(m.slope_recovery),
         target=coarse_level(cfg, potential, n),
     )
-    members = cfg.train.ensemble
-    params = problem.init_params(prob, net, cfg.energy.init if n == 0 else None, members)
+    params = problem.init_params(prob, net, cfg.energy.init if n == 0 else None, cfg.train.ensemble)
     if cfg.train.devices > 1:
         prob, params = on_devices(cfg.train.devices, prob, params)
     plan = plan_from(cfg)

@@ -260,15 +260,7 @@ def train_one(
     checkpoints = outputs.Checkpoints(run_dir, keep=cfg.train.keep_checkpoints, subdir=sub)
     state = built.state
     if resume:
-        try:
-            found = checkpoints.restore_latest(state)
-        except outputs.CheckpointMismatch as err:
-            raise ConfigError(f"resume: {err}") from None
-        if found is None and n == 0:
-            raise ConfigError(f"resume: no usable checkpoint in {checkpoints.directory}")
-        if found is not None:
-            log.info("resuming from the checkpoint at step %d", found[0])
-            state = found[1]
+        state = _resumed(checkpoints, state, n == 0)
         metrics.truncate_after(n, int(state.step), key=label)
     total = built.plan.steps + built.plan.refine_steps
     progress = Progress(n, total, int(state.step), cfg.progress, label=label)
@@ -291,6 +283,21 @@ def train_one(
         log.info("%s %d: %s solved its linear systems with the %s solver", label, n, stage, solver)
     log.info("%s %d stopped: %s", label, n, result.stop_reason)
     return result
+
+
+def _resumed(checkpoints: outputs.Checkpoints, state, required: bool):
+    """The newest usable checkpoint's state, else `state` (a ConfigError where one is
+    `required`, or where the checkpoints do not fit the run's shapes)."""
+    try:
+        found = checkpoints.restore_latest(state)
+    except outputs.CheckpointMismatch as err:
+        raise ConfigError(f"resume: {err}") from None
+    if found is None and required:
+        raise ConfigError(f"resume: no usable checkpoint in {checkpoints.directory}")
+    if found is None:
+        return state
+    log.info("resuming from the checkpoint at step %d", found[0])
+    return found[1]
 
 
 def _log_summary(summary: dict) -> None:
