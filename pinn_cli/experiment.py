@@ -24,7 +24,9 @@ from .judging import StateRun, network_values
 from .process import EXIT_DIVERGED, EXIT_SUSPECT, ProfileWindow, Progress, StopFlag
 
 log = logging.getLogger("pinn_run")
-logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every file it writes at INFO
+# orbax logs every file it writes at INFO, and a failed write (a full disk) as tracebacks from
+# several threads; its errors reach the user as the raised error, in one line
+logging.getLogger("absl").setLevel(logging.CRITICAL)
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU found" at INFO
 
 

@@ -6,10 +6,12 @@ here. JAX is imported only by the checkpoint manager, so readers (pinn-report) s
 from __future__ import annotations
 
 import csv
+import errno
 import functools
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -165,9 +167,15 @@ class Checkpoints:
     @functools.cached_property
     def manager(self):
         ocp = self._ocp
+        _drop_closed_loop_reports()
+        # orbax writes synchronously inside the writer thread: its own background threads would
+        # report a failed write (a full disk) by logging tracebacks and could hang at exit
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=self.keep, create=True, enable_async_checkpointing=False
+        )
         return ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=True),
+            options=options,
             item_handlers=ocp.StandardCheckpointHandler(),  # also reads a step's shapes
         )
 
@@ -185,8 +193,16 @@ class Checkpoints:
     def _write(self, step: int, state: Any) -> None:
         if step in self.manager.all_steps():
             return
-        self.manager.save(step, args=self._ocp.args.StandardSave(state))
-        self.manager.wait_until_finished()
+        _check_room(self.directory, state)
+        try:
+            self.manager.save(step, args=self._ocp.args.StandardSave(state))
+            self.manager.wait_until_finished()
+        except Exception as err:
+            _remove_partial(self.directory)
+            if not isinstance(err, OSError) and _NO_SPACE in str(err):
+                # tensorstore reports a full disk as ValueError('RESOURCE_EXHAUSTED: ...')
+                raise OSError(errno.ENOSPC, _NO_SPACE, str(self.directory)) from err
+            raise
 
     def wait(self) -> None:
         """Until the save in flight is on disk; raises its error."""
@@ -253,6 +269,48 @@ class Checkpoints:
 
 class CheckpointMismatch(ValueError):
     """Checkpoints exist but none fits the run's parameter shapes."""
+
+
+_NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device"
+# room a step needs beyond its arrays: orbax's metadata, manifest and OCDBT files (~20 kB for a
+# small network), doubled for safety
+_CHECKPOINT_OVERHEAD = 64 * 1024
+
+
+def _check_room(directory: Path, state: Any) -> None:
+    """Raises OSError(ENOSPC) before orbax starts a step the disk cannot take: orbax's own
+    failure part-way through a write leaves its threads and temporary folders behind."""
+    import jax
+
+    needed = 2 * sum(np.asarray(leaf).nbytes for leaf in jax.tree.leaves(state))
+    needed += _CHECKPOINT_OVERHEAD
+    directory.mkdir(parents=True, exist_ok=True)
+    if shutil.disk_usage(directory).free < needed:
+        raise OSError(errno.ENOSPC, _NO_SPACE, str(directory))
+
+
+def _drop_closed_loop_reports() -> None:
+    """When a write fails part-way (a full disk), tensorstore's callbacks still pending find
+    orbax's event loop closed and report RuntimeError('Event loop is closed') as unraisable
+    exceptions, bare tracebacks on stderr while the run ends with the write's own error. Those
+    reports are dropped; any other unraisable exception is reported as before."""
+    import sys
+
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        err = unraisable.exc_value
+        if not (isinstance(err, RuntimeError) and str(err) == "Event loop is closed"):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+
+
+def _remove_partial(directory: Path) -> None:
+    """Removes the temporary folders a failed write left, so the disk keeps its room for
+    summary.json."""
+    for partial in directory.glob("*.orbax-checkpoint-tmp*"):
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _shapes(tree) -> dict[tuple[str, ...], tuple[int, ...]]:

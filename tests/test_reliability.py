@@ -312,14 +312,16 @@ def _log(run_dir: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 300 kB tmpfs, where the machine lets this process mount one (root in a sandbox, as CI
-    is); skipped elsewhere."""
+@pytest.fixture(params=["150k", "300k"])
+def small_disk(request, tmp_path):
+    """A tmpfs of 150 kB (full during the first checkpoints) or 300 kB (during the later ones),
+    where the machine lets this process mount one (root in a sandbox, as CI is); skipped
+    elsewhere."""
     mount = tmp_path / "small"
     mount.mkdir()
     made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", f"size={request.param}", "tmpfs", str(mount)],
+        capture_output=True,
     )
     if made.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.decode().strip()}")
@@ -344,6 +346,31 @@ def test_a_full_disk_gives_one_line_keeps_the_checkpoints_and_resume_finishes(
     shutil.copytree(run_dir, moved)
     assert pinn_run(f"resume={moved}").returncode == 0
     assert summary(moved)["status"] == "completed"
+
+
+@pytest.mark.parametrize("checked", [True, False], ids=["room-checked", "orbax-fails"])
+def test_a_checkpoint_the_disk_cannot_take_is_a_full_disk_error_with_nothing_left_behind(
+    small_disk, monkeypatch, checked
+):
+    """A step larger than the disk: refused before orbax starts (the room check), or, where the
+    check passes and orbax's write fails part-way, the failure (tensorstore's ValueError) is
+    raised as OSError(ENOSPC) and the partial step removed."""
+    import errno
+
+    import numpy as np
+
+    from pinn_cli import outputs
+
+    if not checked:
+        monkeypatch.setattr(outputs, "_check_room", lambda directory, state: None)
+    checkpoints = outputs.Checkpoints(small_disk, keep=3)
+    checkpoints.save(10, {"w": np.arange(3.0)})
+    checkpoints.save(20, {"w": np.random.default_rng(0).random(100_000)})  # 800 kB
+    with pytest.raises(OSError) as raised:
+        checkpoints.close()
+    assert raised.value.errno == errno.ENOSPC
+    assert checkpoint_steps(small_disk) == [10]
+    assert not list((small_disk / outputs.CHECKPOINTS).glob("*tmp*"))
 
 
 def test_checkpoints_of_another_shape_are_named_as_such(tmp_path, pinn_run):
