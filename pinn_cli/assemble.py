@@ -53,6 +53,7 @@ def plan_from(cfg: Config):
         refine_window=o.refine_window,
         settle_tol=o.settle_tol,
         solver=o.solver,
+        geodesic=o.geodesic,
         cg_iters=o.cg_iters,
         cg_tol=o.cg_tol,
         ensemble=t.ensemble,

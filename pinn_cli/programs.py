@@ -38,7 +38,9 @@ def make_stages(problem, plan, params_like) -> list[tuple[Stage, int]]:
     blocks: the second state of a run (or window of an evolution) compiles nothing."""
     solver = lm_solver(problem, plan, params_like) if plan.refine == "lm" else None
     key = (type(problem), problem.first_stage, plan.lr_schedule, plan.lr, plan.lr_final)
-    key += (plan.steps, plan.refine, solver, plan.cg_iters, plan.cg_tol, plan.ensemble)
+    geodesic = solver == "explicit" if plan.geodesic is None else plan.geodesic
+    key += (plan.steps, plan.refine, solver, geodesic, plan.cg_iters, plan.cg_tol)
+    key += (plan.ensemble,)
     stages = _stages(*key)
     if len(stages) == 3:  # Adam, the shifted LM steps, LM
         shift = min(SHIFT_STEPS, plan.refine_steps)
@@ -48,7 +50,7 @@ def make_stages(problem, plan, params_like) -> list[tuple[Stage, int]]:
 
 @functools.lru_cache(maxsize=8)
 def _stages(kind, first_stage, lr_schedule, lr, lr_final, steps, refine, solver, *rest):
-    cg_iters, cg_tol, members = rest
+    geodesic, cg_iters, cg_tol, members = rest
     loss = _loss("residual")
     schedule = make_schedule(lr_schedule, lr, lr_final, steps)
     stages = [adam_stage(_loss(first_stage), schedule)]
@@ -58,7 +60,7 @@ def _stages(kind, first_stage, lr_schedule, lr, lr_final, steps, refine, solver,
     if refine == "lm":
         ls = lambda problem, unravel: problem.least_squares(unravel)  # noqa: E731
         rescale = lambda problem, params: problem.rescaled(params)  # noqa: E731
-        lm = lm_stage(ls, loss, solver, cg_iters, cg_tol, rescale=rescale)
+        lm = lm_stage(ls, loss, solver, cg_iters, cg_tol, rescale=rescale, geodesic=geodesic)
         if enter is not None:
             stages.append(shifted(dataclasses.replace(lm, enter=enter)))
             lm = dataclasses.replace(lm, enter=rayleigh_energy)

@@ -19,22 +19,27 @@ def stalled(earlier: list, since: int, total, tol: float, alive) -> bool:
     return bool(np.all(stalled[alive]))
 
 
-SETTLE_WINDOW = 50  # steps over which E must hold still for _settled
+SETTLE_WINDOW = 50  # steps over which the Rayleigh quotient must hold still for _settled
+AGREE_TOL = 1e-8  # relative agreement of the learned E and the quotient that _settled asks
 
 
 def settled(energies: list, tol: float, alive) -> bool:
-    """E has converged for every live member: it agrees with the Rayleigh quotient to a relative
-    tol and moved by less than that over the last SETTLE_WINDOW steps. A plateau on the way to
-    the state (the double well's LM rests ~200 steps near a wrong E) shows E and the quotient
-    apart by 1e-6 or more, so it does not stop there; the residual loss, which keeps falling as
-    psi sharpens after E has settled, would not stop at all."""
+    """E has converged for every live member: the Rayleigh quotient moved by less than a
+    relative tol over the last SETTLE_WINDOW steps, and the learned E agrees with it to
+    AGREE_TOL. A plateau on the way to the state (the double well's LM rests ~60-200 steps
+    near a wrong E) shows the quotient still moving by 1e-4 or more over the window and E and
+    the quotient apart by 1e-6 or more, so it does not stop there. The learned E itself is not
+    asked to hold still: once psi is accurate the residual pins E only to about the residual's
+    size, and the accelerated LM leaves it wandering by 1e-12-1e-10 while the quotient is
+    converged to rounding. The residual loss, which keeps falling as psi sharpens after E has
+    settled, would not stop at all."""
     if tol <= 0 or not energies or "rayleigh" not in energies[-1][1]:
         return False
     step, now = energies[-1]
     before = [d for s, d in energies if s <= step - SETTLE_WINDOW]
     if not before:
         return False
-    e, e_r, e_old = now["energy"], now["rayleigh"], before[-1]["energy"]
-    scale = np.abs(e) + 1e-300
-    ok = (np.abs(e - e_r) <= tol * scale) & (np.abs(e - e_old) <= tol * scale)
+    e, e_r, e_r_old = now["energy"], now["rayleigh"], before[-1]["rayleigh"]
+    scale = np.abs(e_r) + 1e-300
+    ok = (np.abs(e - e_r) <= max(tol, AGREE_TOL) * scale) & (np.abs(e_r - e_r_old) <= tol * scale)
     return bool(np.all(ok[alive]))

@@ -43,10 +43,11 @@ class Plan:
     refine_steps: int = 300
     refine_tol: float = 1e-15
     refine_window: int = 10  # steps over which the refinement must lower the loss by refine_tol
-    # The refinement also stops once E and the Rayleigh quotient agree to this relative
-    # tolerance and E has moved less than it over 50 steps (0: never)
+    # The refinement also stops once the Rayleigh quotient has moved less than this relative
+    # tolerance over 50 steps and E agrees with it to 1e-8 (stopping.settled; 0: never)
     settle_tol: float = 0.0
     solver: str = "auto"  # the LM stage's linear solver: "auto" | "explicit" | "cg" (lm.py)
+    geodesic: bool | None = None  # the LM steps' geodesic acceleration; None: explicit solver
     cg_iters: int = 20
     cg_tol: float = 1e-3
     ensemble: int = 1  # networks trained side by side; > 1: every state leaf has a member axis
