@@ -240,6 +240,8 @@ def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=N
         slope_recovery=float(m.slope_recovery),
         target=coarse_level(cfg, potential, n),
     )
+    if n > 0 and potential.box.dim == 1 and m.state_scale > 0:
+        net = model.scale_first_layer(net, 1.0 + m.state_scale * n)
     params = problem.init_params(prob, net, cfg.energy.init if n == 0 else None, cfg.train.ensemble)
     if cfg.train.devices > 1:
         prob, params = on_devices(cfg.train.devices, prob, params)

@@ -248,6 +248,11 @@ class ModelConfig:
     # a_k = carrier * (scaled per state: assemble.carrier_power); 0: off; null: 1 where V is
     # not piecewise constant (smooth wells on wide domains), else 0
     carrier: float | None = None
+    # 1-D state=n: state k's first hidden layer starts with its weights and biases times
+    # 1 + state_scale * k, so its network starts with more oscillation across the domain
+    # (state k has k nodes); 0: off. With 0.5 the infinite well's states 6-8 and the double
+    # well's 4-9 reach psi <= 2e-7 (docs/results.md, "Ten states")
+    state_scale: float = 0.5
 
 
 @dataclass

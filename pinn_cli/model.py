@@ -319,6 +319,18 @@ def _initializer(in_features, width, depth, act, dtype, outputs, batched):
     return graphdef, jax.jit(init if batched == 0 else jax.vmap(init))
 
 
+def scale_first_layer(params: dict, factor: float) -> dict:
+    """The network's parameters with its first hidden layer's weights and biases multiplied by
+    `factor`: each unit's transition stays where it was and becomes `factor` times sharper, so
+    the network starts with that much more oscillation across the domain."""
+    hidden = dict(params["hidden"])
+    first = min(hidden)
+    hidden[first] = {**hidden[first]}
+    for name in ("kernel", "bias"):
+        hidden[first][name] = hidden[first][name] * factor
+    return {**params, "hidden": hidden}
+
+
 def derivatives(psi: Callable, params, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """psi, grad psi (..., d) and lap psi at x.
 

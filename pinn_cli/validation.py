@@ -170,6 +170,11 @@ def _check_activation_options(cfg: Config) -> None:
         "decay that excited states carry)",
     )
     _require(
+        0.0 <= m.state_scale <= 10.0,
+        f"model.state_scale={m.state_scale} must be in [0, 10] (state k's first layer starts "
+        "1 + state_scale * k times sharper; 0: off)",
+    )
+    _require(
         m.slope_recovery >= 0,
         f"model.slope_recovery={m.slope_recovery} must be >= 0 (a loss weight; 0: off)",
     )

@@ -87,6 +87,30 @@ def test_state_resume_after_interrupt_between_states(tmp_path):
     assert a["states"][1]["energy"] == b["states"][1]["energy"]
 
 
+def test_an_excited_state_s_first_layer_starts_sharper_by_its_index():
+    """1-D state k starts with its first hidden layer (weights and biases) 1 + state_scale * k
+    times that of the same network without the scale; the layers after it, the ground state and
+    2-D states are left as initialised."""
+    from pinn_cli import api, assemble
+
+    def layers(n, *overrides):
+        cfg, _ = api.compose("state=3", "model.width=8", *overrides)
+        net = assemble.build(cfg, n).state.params["net"]["hidden"]
+        return [(np.asarray(net[k]["kernel"]), np.asarray(net[k]["bias"])) for k in sorted(net)]
+
+    for n, factor in ((0, 1.0), (3, 2.5)):
+        sharp, plain = layers(n), layers(n, "model.state_scale=0")
+        np.testing.assert_allclose(sharp[0][0], factor * plain[0][0], rtol=1e-15)
+        np.testing.assert_allclose(sharp[0][1], factor * plain[0][1], rtol=1e-15)
+        assert np.abs(plain[0][0]).max() > 0
+        for (k1, b1), (k0, b0) in zip(sharp[1:], plain[1:]):
+            np.testing.assert_array_equal(k1, k0)
+            np.testing.assert_array_equal(b1, b0)
+    flat = layers(3, "potential=box2d", "train.points=64")
+    flat_plain = layers(3, "potential=box2d", "train.points=64", "model.state_scale=0")
+    np.testing.assert_array_equal(flat[0][0], flat_plain[0][0])
+
+
 def test_carrier_power_follows_the_decay_of_each_state():
     """State n carries psi_0^a with a <= kappa_n / kappa_0, and none above the walls' V."""
     from pinn_cli import api, assemble
