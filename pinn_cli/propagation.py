@@ -293,11 +293,11 @@ def _legendre_basis(
     return Eigenbasis(energies, "legendre_galerkin", states)
 
 
-def _galerkin(potential, count: int) -> Eigenbasis:
+def _galerkin(potential, count: int, largest: int = _GALERKIN_MAX) -> Eigenbasis:
     """Legendre Galerkin, the basis doubled until two sizes agree; the larger one is kept."""
     size = max(_GALERKIN_START, 2 * count)
     coarse = _galerkin_solve(potential, count, size)
-    while 2 * size <= _GALERKIN_MAX:
+    while 2 * size <= largest:
         size *= 2
         fine = _galerkin_solve(potential, count, size)
         if _galerkin_agree(coarse, fine, potential.domain[1] - potential.domain[0]):
@@ -305,11 +305,11 @@ def _galerkin(potential, count: int) -> Eigenbasis:
         coarse = fine
     raise RuntimeError(
         f"the Legendre Galerkin method did not converge for {count} states of potential "
-        f"{potential.name!r} with up to {_GALERKIN_MAX} basis functions (is V smooth?)"
+        f"{potential.name!r} with up to {largest} basis functions (is V smooth?)"
     )
 
 
-def eigenbasis(potential, count: int) -> Eigenbasis:
+def eigenbasis(potential, count: int, largest: int = _GALERKIN_MAX) -> Eigenbasis:
     """The lowest `count` eigenstates of a 1-D potential, from the most accurate method it allows.
 
     Flat box: closed form (exact). Oscillator (potential.omega set): Hermite functions for the
@@ -318,7 +318,7 @@ def eigenbasis(potential, count: int) -> Eigenbasis:
     energies and 1e-9 in the states (measured against known levels: ~1e-14 relative; against
     finite differences for wall-affected states: ~1e-10, FD's own accuracy; orthonormality
     ~1e-13). Raises ValueError for count < 1, RuntimeError if the Galerkin method does not
-    converge within 4096 basis functions (V not smooth).
+    converge within `largest` (4096) basis functions (V not smooth).
     """
     _check_potential(potential)
     count = _check_count(count)
@@ -333,7 +333,7 @@ def eigenbasis(potential, count: int) -> Eigenbasis:
             f"potential {potential.name!r} has a smooth part and jumps at "
             f"{list(potential.breakpoints)}; eigenbasis handles piecewise-constant or smooth V"
         )
-    return _galerkin(potential, count)
+    return _galerkin(potential, count, largest)
 
 
 # --------------------------------------------------------------------------- propagation
