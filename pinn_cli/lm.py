@@ -64,7 +64,7 @@ def solve(jac, r, mu):
     return damped_solver(jac, mu)(r)
 
 
-# A step is refused when its acceleration is large against its velocity, 2 |a| > alpha |v|:
+# The acceleration is dropped when it is large against the velocity, 2 |a| > alpha |v|:
 # the second-order model no longer holds over it (Transtrum & Sethna's alpha)
 GEODESIC_ALPHA = 0.75
 
@@ -73,14 +73,16 @@ def accelerated(residual_vector, flat, v, solve_for) -> tuple:
     """Transtrum & Sethna's geodesic acceleration of the Levenberg-Marquardt velocity v: a
     solves the damped normal equations (`solve_for`, v's own factor or CG) for the residual's
     second directional derivative along v (forward over forward mode), and the step is
-    v + a/2. -> (step, admissible). The step's acceptance and the damping's update still
-    compare the actual decrease with the one v's linear model predicts (the decrease the
-    acceleration adds is a bonus, as in Transtrum's implementation)."""
+    v + a/2, or v alone where the acceleration is too large to trust (far from the solution,
+    where refusing the step would only raise the damping). -> (step, True). The step's
+    acceptance and the damping's update still compare the actual decrease with the one v's
+    linear model predicts (the decrease the acceleration adds is a bonus, as in Transtrum's
+    implementation)."""
     along = lambda x: jax.jvp(residual_vector, (x,), (v,))[1]  # noqa: E731
     r_vv = jax.jvp(along, (flat,), (v,))[1]
     a = solve_for(r_vv)
     admissible = 4.0 * (a @ a) <= GEODESIC_ALPHA**2 * (v @ v)
-    return v + 0.5 * a, admissible
+    return jnp.where(admissible, v + 0.5 * a, v), True
 
 
 def make_lm_step(ls: LeastSquares, geodesic: bool = False) -> Callable:
