@@ -79,6 +79,34 @@ def _eigenbasis(potential, count: int):
         return None
 
 
+def ritz_rotation(psi: list, grad: list, w, v) -> np.ndarray:
+    """The final Rayleigh-Ritz step over the trained states (1-D): C (K, K) whose column n
+    holds the combination sum_k C[k, n] psi_k that minimises the energy in the span of the K
+    functions and is orthogonal to the columns before it (H C = S C diag(E), from the quadrature
+    rule's nodes; each column's sign keeps its diagonal entry positive).
+
+    Each state was trained orthogonal to the lower states' approximations, so the error of a
+    lower state leaks into the ones above it (a component of true state m in the function of
+    state n > m); within the span the rotation removes that leak. For exact states C is the
+    identity."""
+    from scipy.linalg import eigh
+
+    values = np.stack(psi, 1)
+    slopes = np.stack([g.reshape(len(g), -1) for g in grad], 1)  # (N, K, d)
+    overlap = values.T @ (w[:, None] * values)
+    kinetic = np.einsum("n,nkd,nld->kl", w, slopes, slopes)
+    hamiltonian = kinetic + values.T @ ((w * v)[:, None] * values)
+    _, vectors = eigh(hamiltonian, overlap)
+    return vectors * np.where(np.diag(vectors) < 0, -1.0, 1.0)
+
+
+def rotate(values: list, rotation: np.ndarray) -> list:
+    """[sum_k rotation[k, n] values[k] for each n]: the states' values (N,) or (N, d) on a grid,
+    combined as `ritz_rotation` says."""
+    stacked = np.stack(values, -1)
+    return [stacked @ rotation[:, n] for n in range(rotation.shape[1])]
+
+
 def compare(psi, grad, w, v, exact) -> dict:
     """Rayleigh quotient, relative L2 error (sign-aligned) and overlap of psi against `exact`.
 

@@ -75,6 +75,13 @@ def judge_states(cfg: Config, runs: list[StateRun], basis, run_dir: Path) -> dic
     raw = [values[0] for values in at]
     psi_q, grad_q, lap_q = (basis.combine([v[k] for v in raw]) for k in range(3))
     psi_x = basis.combine([values[1][0] for values in at])
+    mixing = 0.0
+    if len(runs) > 1:  # the final Rayleigh-Ritz step over every state's function
+        rotation = evaluation.ritz_rotation(psi_q, grad_q, fine[0].w, fine[1])
+        psi_q, grad_q, lap_q, psi_x = (
+            evaluation.rotate(values, rotation) for values in (psi_q, grad_q, lap_q, psi_x)
+        )
+        mixing = float(np.max(np.abs(rotation - np.diag(np.diag(rotation)))))
     states, curves = [], []
     for r, p, g, px in zip(runs, psi_q, grad_q, psi_x):
         judged, curve = evaluation.judge_state(potential, r.n, fine, (p, g), x_plot, px)
@@ -91,6 +98,8 @@ def judge_states(cfg: Config, runs: list[StateRun], basis, run_dir: Path) -> dic
     plots.run_figures(run_dir, x_plot[:, 0], curves, v_plot, title=title, references=references)
     summary = _summary(cfg, runs, states, run_dir)
     summary["checks"] = {"strict": cfg.checks.strict, "failed": failed}
+    if len(runs) > 1:
+        summary["ritz_mixing"] = mixing
     if failed and summary["status"] == "completed":
         summary["status"] = "suspect"
         summary["stop_reason"] = "; ".join(failed)

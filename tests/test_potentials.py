@@ -123,6 +123,26 @@ def test_a_formula_with_a_kink_falls_back_to_finite_differences():
     assert ref.energy == pytest.approx(2.338107410459767, rel=1e-6)
 
 
+def test_the_final_ritz_step_separates_states_that_leaked_into_each_other():
+    """Two box states each holding 1% of the other (as a state trained against a slightly wrong
+    lower state does): the Rayleigh-Ritz rotation over both returns sin(pi x) and sin(2 pi x)
+    with their signs kept; exact states are left as they are."""
+
+    pot = make_potential("infinite_well", domain=(0, 1))
+    rule, v = evaluation.fine_rule(pot)
+    x = rule.x[:, 0]
+    s1, s2 = np.sqrt(2) * np.sin(np.pi * x), np.sqrt(2) * np.sin(2 * np.pi * x)
+    d1, d2 = np.sqrt(2) * np.pi * np.cos(np.pi * x), 2 * np.sqrt(2) * np.pi * np.cos(2 * np.pi * x)
+    psi, grad = [s1 + 0.01 * s2, s2 - 0.01 * s1], [d1 + 0.01 * d2, d2 - 0.01 * d1]
+    rotation = evaluation.ritz_rotation(psi, [g[:, None] for g in grad], rule.w, v)
+    out = evaluation.rotate(psi, rotation)
+    for got, want in zip(out, (s1, s2)):
+        got = got / np.sqrt(np.sum(rule.w * got**2))
+        np.testing.assert_allclose(got, want, atol=1e-12)
+    exact = evaluation.ritz_rotation([s1, s2], [d1[:, None], d2[:, None]], rule.w, v)
+    np.testing.assert_allclose(exact, np.eye(2), atol=1e-12)
+
+
 def test_nodes_and_parity():
     x = np.linspace(0, 1, 2001)
     for n in range(1, 6):
