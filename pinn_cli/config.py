@@ -307,8 +307,9 @@ class OptimConfig:
     # Geodesic acceleration (Transtrum & Sethna): each LM step adds the second-order correction
     # along its direction (one more residual pass in forward-over-forward mode and one more
     # solve), so the step gets the decrease the model predicts and the damping can fall. null:
-    # with the explicit solver (1-D: the energy reaches 1e-10 in 2-4x fewer steps), not with
-    # "cg" (measured: the 2-D square well's state=5 went to wrong levels with it)
+    # for 1-D eigenproblems with the explicit solver (the energy reaches 1e-10 in 2-4x fewer
+    # steps); not in 2-D (finite_well2d state=5, explicit solver: subspace errors 2.5e-4 with
+    # it, 8e-5 without), nor for equation=tdse (x and t) or the cg solver (unmeasured)
     geodesic: bool | None = None
     cg_iters: int = 20  # CG iterations per LM step, at most
     cg_tol: float = 1e-3  # CG stops once its residual is below this fraction of the right side

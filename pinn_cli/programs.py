@@ -38,7 +38,9 @@ def make_stages(problem, plan, params_like) -> list[tuple[Stage, int]]:
     blocks: the second state of a run (or window of an evolution) compiles nothing."""
     solver = lm_solver(problem, plan, params_like) if plan.refine == "lm" else None
     key = (type(problem), problem.first_stage, plan.lr_schedule, plan.lr, plan.lr_final)
-    geodesic = solver == "explicit" if plan.geodesic is None else plan.geodesic
+    geodesic = plan.geodesic
+    if geodesic is None:  # measured to help 1-D problems (x only) with the explicit solver
+        geodesic = solver == "explicit" and problem.x.shape[-1] == 1
     key += (plan.steps, plan.refine, solver, geodesic, plan.cg_iters, plan.cg_tol)
     key += (plan.ensemble,)
     stages = _stages(*key)

@@ -47,7 +47,7 @@ class Plan:
     # tolerance over 50 steps and E agrees with it to 1e-8 (stopping.settled; 0: never)
     settle_tol: float = 0.0
     solver: str = "auto"  # the LM stage's linear solver: "auto" | "explicit" | "cg" (lm.py)
-    geodesic: bool | None = None  # the LM steps' geodesic acceleration; None: explicit solver
+    geodesic: bool | None = None  # the LM steps' geodesic acceleration; None: 1-D, explicit
     cg_iters: int = 20
     cg_tol: float = 1e-3
     ensemble: int = 1  # networks trained side by side; > 1: every state leaf has a member axis

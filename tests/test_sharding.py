@@ -45,7 +45,8 @@ def two_device_runs(tmp_path, *overrides):
 @pytest.mark.slow
 def test_two_devices_give_the_one_device_states(tmp_path):
     """An excited state (lower states and a carrier as arguments) on an odd number of points
-    (padded with weight-zero points): energies equal to rounding, psi errors to rounding."""
+    (padded with weight-zero points): energies equal to rounding, psi errors to rounding (the
+    errors are ~1e-9 to 1e-8: the two reduction orders move them by ~1e-10)."""
     one, two = two_device_runs(
         tmp_path,
         "potential=harmonic",
@@ -57,7 +58,7 @@ def test_two_devices_give_the_one_device_states(tmp_path):
     assert one.shape == two.shape == (2, 2)
     np.testing.assert_allclose(two[:, 0], one[:, 0], rtol=1e-11)
     assert abs(one[1, 0] - 3.0) < 1e-5  # and the run itself is right
-    np.testing.assert_allclose(two[:, 1], one[:, 1], rtol=1e-3)
+    np.testing.assert_allclose(two[:, 1], one[:, 1], rtol=1e-3, atol=2e-10)
 
 
 def test_padding_points_with_weight_zero_changes_no_integral():
