@@ -197,6 +197,15 @@ def on_devices(devices: int, prob, params):
     return sharding.shard(prob, problem.POINT_FIELDS, devices), sharding.replicate(params, devices)
 
 
+def _sharpened(cfg: Config, potential, n: int, net: dict) -> dict:
+    """1-D state n > 0 starts with its first layer 1 + model.state_scale * n times sharper."""
+    from . import model
+
+    if n == 0 or potential.box.dim != 1 or cfg.model.state_scale == 0:
+        return net
+    return model.scale_first_layer(net, 1.0 + cfg.model.state_scale * n)
+
+
 def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=None) -> Built:
     """Potential, grid, network, problem and plan for state n, with its initial training state.
     `lower`: the states below n on the grid, W-orthonormal; `carrier`: a model.Carrier for
@@ -240,8 +249,7 @@ def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=N
         slope_recovery=float(m.slope_recovery),
         target=coarse_level(cfg, potential, n),
     )
-    if n > 0 and potential.box.dim == 1 and m.state_scale > 0:
-        net = model.scale_first_layer(net, 1.0 + m.state_scale * n)
+    net = _sharpened(cfg, potential, n, net)
     params = problem.init_params(prob, net, cfg.energy.init if n == 0 else None, cfg.train.ensemble)
     if cfg.train.devices > 1:
         prob, params = on_devices(cfg.train.devices, prob, params)

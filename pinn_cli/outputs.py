@@ -289,6 +289,7 @@ def _check_room(directory: Path, state: Any) -> None:
         raise OSError(errno.ENOSPC, _NO_SPACE, str(directory))
 
 
+@functools.cache  # once per process: the hook is not wrapped again for every manager
 def _drop_closed_loop_reports() -> None:
     """When a write fails part-way (a full disk), tensorstore's callbacks still pending find
     orbax's event loop closed and report RuntimeError('Event loop is closed') as unraisable
