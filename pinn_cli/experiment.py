@@ -190,12 +190,20 @@ def failure_recorded(cfg: Config, run_dir: Path, provenance_block: dict, mirror=
         raise
 
 
+def cache_folder(setting: str | None) -> Path | None:
+    """The compilation cache's folder, or None when it is off: `compile_cache=null`, and also
+    `false`/`off`/`none`, which Hydra hands to a string field as the text "False" etc."""
+    if not setting or setting.strip().lower() in ("false", "off", "none", "null", "0"):
+        return None
+    return Path(setting).expanduser()
+
+
 def configure_jax(cfg: Config) -> None:
     import jax
 
     jax.config.update("jax_enable_x64", cfg.precision == "float64")
-    if cfg.compile_cache:
-        jax.config.update("jax_compilation_cache_dir", str(Path(cfg.compile_cache).expanduser()))
+    if cache_folder(cfg.compile_cache):
+        jax.config.update("jax_compilation_cache_dir", str(cache_folder(cfg.compile_cache)))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     warning = provenance.precision_warning(cfg.precision)
     if warning:

@@ -507,3 +507,18 @@ def test_too_many_segments_and_unresolvable_states_are_refused(composer):
     assert "state=50" in message and "train.points=192" in message, message
     assert "train.points >= 408" in message, message
     assert to_config(composer("state=50", "train.points=408")).state == 50
+
+
+@pytest.mark.parametrize("setting", ["false", "False", "off", "null", "none"])
+def test_compile_cache_off_in_any_spelling_means_no_folder(composer, setting):
+    from pinn_cli.experiment import cache_folder
+
+    cfg = to_config(composer(f"compile_cache={setting}"))
+    assert cache_folder(cfg.compile_cache) is None
+
+
+def test_compile_cache_folder_is_expanded(composer):
+    from pinn_cli.experiment import cache_folder
+
+    cfg = to_config(composer("compile_cache='~/xla-here'"))
+    assert cache_folder(cfg.compile_cache) == Path.home() / "xla-here"
