@@ -29,9 +29,10 @@ def member(tree, i: int):
 def finite(tree, members: int) -> np.ndarray:
     """Per member (or for the single network, as an array of one): are all its leaves finite?"""
     ok = np.ones(members, dtype=bool)
-    for leaf in jax.tree.leaves(tree):
+    for leaf in jax.tree.leaves(tree):  # on the host: eager JAX ops would each compile once
+        leaf = np.asarray(leaf)
         axes = tuple(range(1 if members > 1 else 0, leaf.ndim))
-        ok &= np.atleast_1d(np.asarray(jnp.all(jnp.isfinite(leaf), axis=axes)))
+        ok &= np.atleast_1d(np.isfinite(leaf).all(axis=axes))
     return ok
 
 

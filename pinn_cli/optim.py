@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -82,6 +83,20 @@ def make_schedule(kind: str, lr: float, lr_final: float, steps: int) -> optax.Sc
     return optax.exponential_decay(lr, transition_steps=steps, decay_rate=lr_final / lr)
 
 
+def logged_schedule(kind: str, lr: float, lr_final: float, steps: int) -> Callable[[int], float]:
+    """`make_schedule`'s learning rate at a step, in plain floats, for the log: evaluating the
+    optax schedule outside a program runs (and, the first time, compiles) a few JAX ops per
+    log row. Tested equal to optax's values."""
+    steps = max(steps, 1)
+    if kind == "constant":
+        return lambda k: float(lr)
+    if kind == "cosine":
+        alpha = lr_final / lr
+        cosine = lambda k: 0.5 * (1 + math.cos(math.pi * min(k, steps) / steps))  # noqa: E731
+        return lambda k: lr * ((1 - alpha) * cosine(k) + alpha)
+    return lambda k: lr * (lr_final / lr) ** (k / steps)
+
+
 @dataclass(frozen=True, eq=False)
 class Stage:
     """An optimiser stage. `raw` takes the problem (a pytree: its arrays are arguments, not
@@ -150,15 +165,17 @@ def scan_block(loss: Callable, update: Callable) -> Callable:
     return block
 
 
-def adam_stage(loss: Callable, schedule: optax.Schedule) -> Stage:
-    """Adam on `loss(problem, params) -> (total, terms)`."""
+def adam_stage(loss: Callable, schedule: optax.Schedule, logged: Callable | None = None) -> Stage:
+    """Adam on `loss(problem, params) -> (total, terms)`; `logged`: the schedule in plain
+    floats for the log (`logged_schedule`), else the optax schedule is evaluated."""
     opt = optax.adam(schedule)
 
     def update(problem, params, opt_state, total, grads):
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
-    return Stage("adam", opt.init, scan_block(loss, update), lambda k: float(schedule(k)))
+    logged = logged or (lambda k: float(schedule(k)))
+    return Stage("adam", opt.init, scan_block(loss, update), logged)
 
 
 def lbfgs_stage(loss: Callable, block_size: int) -> Stage:

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from .lm import REFINE_BLOCK, lm_stage
-from .optim import Stage, adam_stage, for_members, lbfgs_stage, make_schedule
+from .optim import Stage, adam_stage, for_members, lbfgs_stage, logged_schedule, make_schedule
 from .resources import choose_solver
 from .states import ritz_output_layer
 
@@ -55,7 +55,8 @@ def _stages(kind, first_stage, lr_schedule, lr, lr_final, steps, refine, solver,
     geodesic, cg_iters, cg_tol, members = rest
     loss = _loss("residual")
     schedule = make_schedule(lr_schedule, lr, lr_final, steps)
-    stages = [adam_stage(_loss(first_stage), schedule)]
+    logged = logged_schedule(lr_schedule, lr, lr_final, steps)
+    stages = [adam_stage(_loss(first_stage), schedule, logged)]
     enter = ritz_output_layer if first_stage == "ritz" else None
     if enter is not None and members > 1:
         raise ValueError("ensembles train ground states only (no Rayleigh-Ritz stage)")

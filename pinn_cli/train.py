@@ -162,22 +162,32 @@ def fit(
 
 
 def _compile_ahead(loop: _Loop, stages: list[tuple[Stage, int]], state: TrainState) -> None:
-    """Compile the first block of every stage still to run, before the first step: the Python
-    of tracing them is then done when training starts, and `callbacks.on_compiled` can hand
-    the time that XLA runs (without the GIL) to other threads. A stop requested meanwhile is
-    left to the stage that compiles again."""
-    offset, step = 0, int(state.step)
+    """Compile the first block of the first stage still to run before the first step, and
+    those of the later stages in a daemon thread while the first one trains: its steps run in
+    XLA, without the GIL, so the Python of tracing the later stages (and XLA compiling them,
+    on the other core) comes off the critical path. `callbacks.on_compiled` runs in that
+    thread once every stage is compiled, handing the rest of the training time to other
+    threads. A stop requested meanwhile is left to the stage that compiles again."""
+    offset, step, firsts = 0, int(state.step), []
+    for stage, n_steps in stages:
+        start, end = max(step, offset), offset + n_steps
+        if start < end:
+            size = stage.block_size or loop.plan.log_every
+            firsts.append((stage, min(size - (start - offset) % size, end - start)))
+        offset = end
     try:
-        for stage, n_steps in stages:
-            start, end = max(step, offset), offset + n_steps
-            if start < end:
-                size = stage.block_size or loop.plan.log_every
-                n = min(size - (start - offset) % size, end - start)
-                _Blocks(stage, loop.problem, loop.result).compile(state, n, loop.callbacks)
-            offset = end
+        for stage, n in firsts[:1]:
+            _Blocks(stage, loop.problem, loop.result).compile(state, n, loop.callbacks)
     except Interrupted:
         return
-    loop.callbacks.on_compiled()
+    later = [_Blocks(stage, loop.problem, loop.result).ahead(state, n) for stage, n in firsts[1:]]
+
+    def rest():
+        for future in later:
+            future.wait()
+        loop.callbacks.on_compiled()
+
+    threading.Thread(target=rest, name="compile-ahead", daemon=True).start()
 
 
 def _run_stage(loop: _Loop, stage: Stage, offset: int, n_steps: int, state: TrainState):
@@ -257,6 +267,35 @@ def compile_interruptibly(lowered, stop_requested: Callable[[], bool], poll_s: f
     return box["compiled"]
 
 
+class _Ahead:
+    """A program compiled in a daemon thread of its own; an error is handed to `result`."""
+
+    def __init__(self, make: Callable):
+        self._box: dict = {}
+        self._done = threading.Event()
+        threading.Thread(target=self._run, args=(make,), name="xla-ahead", daemon=True).start()
+
+    def _run(self, make: Callable) -> None:
+        try:
+            self._box["compiled"] = make()
+        except BaseException as err:  # handed to whoever waits
+            self._box["error"] = err
+        finally:
+            self._done.set()
+
+    def wait(self) -> None:
+        self._done.wait()
+
+    def result(self, stop_requested: Callable[[], bool], poll_s: float = 0.05):
+        """The compiled program; raises Interrupted when a stop is requested first."""
+        while not self._done.wait(poll_s):
+            if stop_requested():
+                raise Interrupted
+        if "error" in self._box:
+            raise self._box["error"]
+        return self._box["compiled"]
+
+
 class _Blocks:
     """A stage's compiled blocks on one problem, and the time spent running them. The programs
     are kept with the stage (`Stage.compiled`), so a later problem of the same signature (the
@@ -267,16 +306,32 @@ class _Blocks:
         self.seconds, self.steps = 0.0, 0
 
     def compile(self, state: TrainState, n: int, callbacks: Callbacks):
-        """The stage's block of n steps for this state's signature, compiled once. Raises
-        Interrupted when a stop is requested while it compiles."""
+        """The stage's block of n steps for this state's signature, compiled once (or waited
+        for, if `ahead` is compiling it). Raises Interrupted when a stop is requested while it
+        compiles."""
         args = (self.problem, state.params, state.opt[self.stage.name])
         key = (n, signature(*args))
-        if key not in self.stage.compiled:
+        entry = self.stage.compiled.get(key)
+        if entry is None:
             tc = time.perf_counter()
             lowered = self.stage.block.lower(*args, n)
             self.stage.compiled[key] = compile_interruptibly(lowered, callbacks.stop_requested)
             self.result.compile_s += time.perf_counter() - tc
+        elif isinstance(entry, _Ahead):
+            tc = time.perf_counter()
+            self.stage.compiled[key] = entry.result(callbacks.stop_requested)
+            self.result.compile_s += time.perf_counter() - tc
         return self.stage.compiled[key]
+
+    def ahead(self, state: TrainState, n: int) -> _Ahead:
+        """Start tracing, lowering and compiling the block of n steps in a daemon thread; the
+        block's `compile` waits for it."""
+        args = (self.problem, state.params, state.opt[self.stage.name])
+        key = (n, signature(*args))
+        if key not in self.stage.compiled:
+            self.stage.compiled[key] = _Ahead(lambda: self.stage.block.lower(*args, n).compile())
+        entry = self.stage.compiled[key]
+        return entry if isinstance(entry, _Ahead) else _Ahead(lambda: entry)
 
     def advance(self, state: TrainState, n: int, callbacks: Callbacks):
         """(state n steps on, total loss per member (NumPy), named terms). Raises Interrupted

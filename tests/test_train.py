@@ -164,9 +164,9 @@ def test_fit_interrupted_while_compiling_keeps_its_state_and_says_so():
     assert list(saved) == [0] and saved[0] is built.state
 
 
-def test_every_stage_is_compiled_before_the_first_step_and_the_clock_is_the_callers():
-    """fit compiles the first block of each stage, then calls on_compiled once, before any
-    step; metrics' elapsed_s counts from Callbacks.clock (a run's start), not from the fit."""
+def test_every_stage_is_compiled_once_and_the_clock_is_the_callers():
+    """fit compiles the first block of each stage and calls on_compiled once, when all are
+    compiled; metrics' elapsed_s counts from Callbacks.clock (a run's start), not from the fit."""
     import time
 
     built = assemble.build(
@@ -188,6 +188,39 @@ def test_every_stage_is_compiled_before_the_first_step_and_the_clock_is_the_call
     assert seen == [[1, 1]]  # called once, with both stages' blocks compiled
     assert result.first_step_at is not None and records
     assert all(100.0 <= r["elapsed_s"] < 100.0 + 300.0 for r in records)
+    assert {r["stage"] for r in records} == {"adam", "lm"}
+
+
+def test_the_first_stage_trains_while_the_next_compiles_and_a_stop_still_interrupts():
+    """The LM stage's compilation (30 s here) runs beside the Adam steps: every Adam step is
+    taken before it ends, and a stop request while the LM stage waits for it ends the fit at
+    once, with the state after the Adam steps."""
+    import dataclasses
+    import time
+
+    built = assemble.build(
+        config("model.width=8", "train.points=32", "train.steps=40", "optim.refine_steps=10")
+    )
+    (adam, n_adam), (lm, n_lm) = train.make_stages(built.problem, built.plan, built.state.params)
+    slow = dataclasses.replace(lm)
+    slow.__dict__["block"] = type("Block", (), {"lower": lambda *_: SlowLowered(30.0)})()
+    records, saved, t0, adam_done = [], {}, time.perf_counter(), []
+
+    def on_log(rows):
+        records.extend(rows)
+        adam_done.extend(time.perf_counter() for r in rows if r["step"] == n_adam)
+
+    callbacks = train.Callbacks(
+        on_log=on_log,
+        on_checkpoint=lambda step, state: saved.update({step: state}),
+        stop_requested=lambda: bool(adam_done) and time.perf_counter() > adam_done[0] + 0.5,
+    )
+    stages = [(adam, n_adam), (slow, n_lm)]
+    result = train.fit(built.problem, built.plan, built.state, callbacks, stages=stages)
+    assert time.perf_counter() - t0 < 10.0  # not the 30 s the LM compilation takes
+    assert result.status == "interrupted" and "while compiling lm" in result.stop_reason
+    assert {r["stage"] for r in records} == {"adam"} and records[-1]["step"] == n_adam
+    assert max(saved) == n_adam and int(saved[n_adam].step) == n_adam
 
 
 def test_the_lm_stage_holds_psi_s_scale_where_the_residual_cannot_see_it():
@@ -255,3 +288,15 @@ def test_the_refinement_stops_once_e_has_settled(tmp_path):
         tmp_path / "full", "train.steps=1000", "optim.refine_steps=800", "optim.settle_tol=0"
     )
     assert full["steps"] == 1800 and full["stop_reason"] == "all steps done"
+
+
+@pytest.mark.parametrize("kind", ["constant", "cosine", "exponential"])
+def test_the_logged_learning_rate_is_the_optax_schedule(kind):
+    from pinn_cli.optim import logged_schedule, make_schedule
+
+    schedule, logged = (
+        make_schedule(kind, 1e-2, 1e-4, 2000),
+        logged_schedule(kind, 1e-2, 1e-4, 2000),
+    )
+    for k in (0, 1, 100, 999, 2000, 2500):
+        assert logged(k) == pytest.approx(float(schedule(k)), rel=1e-12)
