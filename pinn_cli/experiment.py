@@ -231,8 +231,8 @@ def _train_states(cfg: Config, frame: Frame, resume: bool):
         basis = basis or Basis(np.asarray(built.problem.w, float))
         result = train_one(cfg, n, built, frame, resume)
         runs.append(StateRun(n, built, result))
-        if result.status != "completed" or cfg.train.ensemble > 1:
-            break
+        if result.status != "completed" or cfg.train.ensemble > 1 or n == cfg.state:
+            break  # the judge adds the last state to the basis with its own evaluation
         basis.add(*network_values(built, result.params, built.problem.x))
     return runs, basis
 

@@ -163,11 +163,11 @@ def fit(
 
 def _compile_ahead(loop: _Loop, stages: list[tuple[Stage, int]], state: TrainState) -> None:
     """Compile the first block of the first stage still to run before the first step, and
-    those of the later stages in a daemon thread while the first one trains: its steps run in
-    XLA, without the GIL, so the Python of tracing the later stages (and XLA compiling them,
-    on the other core) comes off the critical path. `callbacks.on_compiled` runs in that
-    thread once every stage is compiled, handing the rest of the training time to other
-    threads. A stop requested meanwhile is left to the stage that compiles again."""
+    those of the later stages in daemon threads while the first one trains: XLA compiles and
+    runs steps without the GIL, so compiling the later stages (on the other core) comes off
+    the critical path. `callbacks.on_compiled` runs in that thread once every stage is
+    compiled, handing the rest of the training time to other threads. A stop requested
+    meanwhile is left to the stage that compiles again."""
     offset, step, firsts = 0, int(state.step), []
     for stage, n_steps in stages:
         start, end = max(step, offset), offset + n_steps
