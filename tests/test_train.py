@@ -300,3 +300,15 @@ def test_the_logged_learning_rate_is_the_optax_schedule(kind):
     )
     for k in (0, 1, 100, 999, 2000, 2500):
         assert logged(k) == pytest.approx(float(schedule(k)), rel=1e-12)
+
+
+def test_a_narrow_deep_well_gets_enough_nodes_inside_for_1e_10(tmp_path):
+    """V0 = 500 on 5% of [-2, 2]: split by length the well held 10 of 192 nodes and the run
+    ended at E 1e-9, psi 3e-6 (two seeds); with an eighth of the nodes it meets 1e-10 / 1e-6."""
+    cfg = config("potential=finite_well", "potential.V0=500", "potential.width=0.2")
+    rule = assemble.rule_from(cfg, assemble.potential_from(cfg))
+    inside = np.abs(np.asarray(rule.x)[:, 0]) < 0.1
+    assert inside.sum() >= cfg.train.points // 8
+    s = run(tmp_path, "potential=finite_well", "potential.V0=500", "potential.width=0.2")
+    assert s["energy"]["rel_error"] <= 1e-10
+    assert s["wavefunction"]["l2_error"] <= 1e-6
