@@ -22,6 +22,7 @@ import numpy as np
 from flax import struct
 
 from . import ensemble
+from .compiling import Ahead, Interrupted, compile_interruptibly
 from .optim import Stage, signature
 from .problem import Problem
 from .programs import diagnostics_program, make_stages
@@ -239,63 +240,6 @@ def _run_stage(loop: _Loop, stage: Stage, offset: int, n_steps: int, state: Trai
     return state
 
 
-class Interrupted(Exception):
-    """A stop was requested while XLA compiled a block."""
-
-
-def compile_interruptibly(lowered, stop_requested: Callable[[], bool], poll_s: float = 0.05):
-    """`lowered.compile()` in a worker thread, while this thread waits in Python: a signal's
-    handler then runs at once (it cannot while this thread is inside XLA), and a stop request
-    raises Interrupted within `poll_s` instead of after the compilation. The abandoned
-    compilation finishes (or dies with the process) in its daemon thread."""
-    box: dict = {}
-
-    def work():
-        try:
-            box["compiled"] = lowered.compile()
-        except BaseException as err:  # handed to the caller
-            box["error"] = err
-
-    worker = threading.Thread(target=work, name="xla-compile", daemon=True)
-    worker.start()
-    while worker.is_alive():
-        worker.join(poll_s)
-        if worker.is_alive() and stop_requested():
-            raise Interrupted
-    if "error" in box:
-        raise box["error"]
-    return box["compiled"]
-
-
-class _Ahead:
-    """A program compiled in a daemon thread of its own; an error is handed to `result`."""
-
-    def __init__(self, make: Callable):
-        self._box: dict = {}
-        self._done = threading.Event()
-        threading.Thread(target=self._run, args=(make,), name="xla-ahead", daemon=True).start()
-
-    def _run(self, make: Callable) -> None:
-        try:
-            self._box["compiled"] = make()
-        except BaseException as err:  # handed to whoever waits
-            self._box["error"] = err
-        finally:
-            self._done.set()
-
-    def wait(self) -> None:
-        self._done.wait()
-
-    def result(self, stop_requested: Callable[[], bool], poll_s: float = 0.05):
-        """The compiled program; raises Interrupted when a stop is requested first."""
-        while not self._done.wait(poll_s):
-            if stop_requested():
-                raise Interrupted
-        if "error" in self._box:
-            raise self._box["error"]
-        return self._box["compiled"]
-
-
 class _Blocks:
     """A stage's compiled blocks on one problem, and the time spent running them. The programs
     are kept with the stage (`Stage.compiled`), so a later problem of the same signature (the
@@ -317,21 +261,21 @@ class _Blocks:
             lowered = self.stage.block.lower(*args, n)
             self.stage.compiled[key] = compile_interruptibly(lowered, callbacks.stop_requested)
             self.result.compile_s += time.perf_counter() - tc
-        elif isinstance(entry, _Ahead):
+        elif isinstance(entry, Ahead):
             tc = time.perf_counter()
             self.stage.compiled[key] = entry.result(callbacks.stop_requested)
             self.result.compile_s += time.perf_counter() - tc
         return self.stage.compiled[key]
 
-    def ahead(self, state: TrainState, n: int) -> _Ahead:
+    def ahead(self, state: TrainState, n: int) -> Ahead:
         """Start tracing, lowering and compiling the block of n steps in a daemon thread; the
         block's `compile` waits for it."""
         args = (self.problem, state.params, state.opt[self.stage.name])
         key = (n, signature(*args))
         if key not in self.stage.compiled:
-            self.stage.compiled[key] = _Ahead(lambda: self.stage.block.lower(*args, n).compile())
+            self.stage.compiled[key] = Ahead(lambda: self.stage.block.lower(*args, n).compile())
         entry = self.stage.compiled[key]
-        return entry if isinstance(entry, _Ahead) else _Ahead(lambda: entry)
+        return entry if isinstance(entry, Ahead) else Ahead(lambda: entry)
 
     def advance(self, state: TrainState, n: int, callbacks: Callbacks):
         """(state n steps on, total loss per member (NumPy), named terms). Raises Interrupted

@@ -33,6 +33,7 @@ LAYERS = {
     "problem": 1,
     "tdse": 1,
     "physics": 0,
+    "compiling": 0,
     "sharding": 0,
     "model": 0,
     "corners": 0,
