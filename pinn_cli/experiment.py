@@ -202,8 +202,9 @@ def configure_jax(cfg: Config) -> None:
     import jax
 
     jax.config.update("jax_enable_x64", cfg.precision == "float64")
-    if cache_folder(cfg.compile_cache):
-        jax.config.update("jax_compilation_cache_dir", str(cache_folder(cfg.compile_cache)))
+    folder = cache_folder(cfg.compile_cache)
+    if folder is not None:
+        jax.config.update("jax_compilation_cache_dir", str(folder))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     warning = provenance.precision_warning(cfg.precision)
     if warning:
