@@ -106,16 +106,58 @@ def min_per_piece(potential, points: int) -> int:
     return max(8, min(points // 8, points // pieces))
 
 
-def rule_from(cfg: Config, potential):
+def mirror_axes(cfg: Config, potential, n: int = 0) -> tuple[bool, ...]:
+    """Per axis, whether state n's psi is taken even about the box's centre along it: a 2-D
+    ground-state run (state=0) of a V symmetric about that centre line (sampled on a grid that
+    avoids the centre), where the ground state, nodeless and unique, is even. () otherwise."""
+    if (
+        cfg.model.symmetry == "off"
+        or potential.dim != 2
+        or n != 0
+        or cfg.state != 0
+        or getattr(potential, "radius", None) is not None
+    ):
+        return ()
+    (x0, x1), (y0, y1) = potential.box.intervals
+    t = (np.arange(1, 60) + 0.5 * np.sqrt(2.0) - 0.5) / 60.0  # off the centre and the breakpoints
+    gx, gy = np.meshgrid(x0 + (x1 - x0) * t, y0 + (y1 - y0) * t, indexing="ij")
+    v = lambda a, b: np.asarray(potential.fn(a, b) + 0.0 * a, float)  # noqa: E731
+    here, scale = v(gx, gy), 1e-12 * max(1.0, float(np.max(np.abs(v(gx, gy)))))
+    flipped = (v(x0 + x1 - gx, gy), v(gx, y0 + y1 - gy))
+    mirror = tuple(bool(np.all(np.abs(f - here) <= scale)) for f in flipped)
+    return mirror if any(mirror) else ()
+
+
+def mirrored(box, mirror: tuple[bool, ...]):
+    """The half of `box` on the upper side of the centre of each mirror axis (its breakpoints
+    and corners there): where training needs nodes when psi is even along those axes."""
+    from .quadrature import Box
+
+    if not any(mirror):
+        return box
+    intervals = tuple(
+        (0.5 * (lo + hi), hi) if m else (lo, hi) for (lo, hi), m in zip(box.intervals, mirror)
+    )
+    breaks = tuple(
+        tuple(b for b in bs if b > lo) for bs, (lo, _) in zip(box.breakpoints, intervals)
+    )
+    inside = lambda c: all(lo < ci < hi for ci, (lo, hi) in zip(c, intervals))  # noqa: E731
+    return Box(intervals, breaks, tuple(c for c in box.corners if inside(c)))
+
+
+def rule_from(cfg: Config, potential, mirror: tuple[bool, ...] = ()):
+    """The training rule; with mirror axes, on the half box (`mirrored`) with as many nodes
+    per axis as the whole one would get, so twice the density along each mirror axis."""
     from . import quadrature
 
     if getattr(potential, "radius", None) is not None:
         return quadrature.disk(potential.radius, cfg.train.points)
+    box = mirrored(potential.box, mirror)
     if cfg.train.collocation == "gauss":
         least = min_per_piece(potential, cfg.train.points)
         shares = node_shares(potential)
-        return quadrature.gauss(potential.box, cfg.train.points, least, shares=shares)
-    return quadrature.uniform(potential.box, cfg.train.points)
+        return quadrature.gauss(box, cfg.train.points, least, shares=shares)
+    return quadrature.uniform(box, cfg.train.points)
 
 
 @dataclass(frozen=True)
@@ -236,6 +278,7 @@ def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=N
         check_devices(cfg.train.devices)
     potential = potential_from(cfg)
     m = cfg.model
+    mirror = mirror_axes(cfg, potential, n)
     psi, net = model.make_trial_function(
         box=potential.box,
         width=m.width,
@@ -248,10 +291,11 @@ def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=N
         dtype=dtype,
         radius=getattr(potential, "radius", None),
         carrier=carrier,
+        mirror=mirror,
     )
     prob = problem.make_problem(
         psi,
-        rule_from(cfg, potential),
+        rule_from(cfg, potential, mirror),
         potential,
         fixed_energy=fixed_energy(cfg, potential, n),
         normalization=cfg.loss.normalization,

@@ -233,6 +233,10 @@ class ModelConfig:
     # psi = B exp(output_scale * N); null: sqrt(max V - min V) * L / 4, at least 1, so an O(1)
     # network can reach the decay exponent kappa * distance of a deep well.
     output_scale: float | None = None
+    # 2-D ground states (state=0) of a V symmetric about the box's centre along an axis:
+    # "auto" makes psi even along that axis by construction and trains on one side of it
+    # (half the domain, twice the node density); "off": the whole domain, no constraint.
+    symmetry: str = "auto"
     # Input features (x - b)_+^2 at each breakpoint b of V, so psi'' can jump where V does.
     breakpoint_features: bool = True
     # activation=adaptive_tanh: tanh(n a z) with a trainable slope a per hidden layer ("layer")

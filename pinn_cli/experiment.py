@@ -230,6 +230,14 @@ def _train_states(cfg: Config, frame: Frame, resume: bool):
     for n in range(cfg.state + 1):
         built = build(cfg, n, basis.lower() if basis else None, _carrier(cfg, runs))
         basis = basis or Basis(np.asarray(built.problem.w, float))
+        mirror = built.problem.psi.mirror
+        if any(mirror):
+            axes = " and ".join("xy"[i] for i, m in enumerate(mirror) if m)
+            log.info(
+                "state 0 taken even in %s (V is symmetric about the domain's centre): "
+                "training nodes on the upper half of each such axis",
+                axes,
+            )
         result = train_one(cfg, n, built, frame, resume)
         runs.append(StateRun(n, built, result))
         if result.status != "completed" or cfg.train.ensemble > 1 or n == cfg.state:

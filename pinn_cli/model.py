@@ -14,6 +14,7 @@ Taylor rules (fixed, trainable, or mixing a layer's units) are in nonlinear.py.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -173,6 +174,10 @@ class TrialFunction:
     radius: float | None = None  # the domain is this disk about the origin, not the box
     carrier: Carrier | None = None
     corners: tuple[tuple[float, float], ...] = ()  # with the breakpoint features: see corners.py
+    # per axis: psi is even about the box's centre along it (a ground state of a V symmetric
+    # there); the features are averaged over the mirror images, so every psi is even by
+    # construction and training needs nodes on one side only (`mirrored`)
+    mirror: tuple[bool, ...] = ()
 
     def envelope(self, x: jax.Array) -> Jet:
         """B(x), times the carrier's factor when there is one, with its derivatives."""
@@ -184,6 +189,54 @@ class TrialFunction:
         return self.box.dim
 
     def _columns(self, x: jax.Array):
+        """Per input feature: its value and, per axis, its first and second derivative; with
+        mirror axes, even along each of them (`_even_columns`)."""
+        return self._even_columns(x) if any(self.mirror) else list(self._plain_columns(x))
+
+    def _even_columns(self, x: jax.Array) -> list[Jet]:
+        """The features averaged over the reflections x_i -> 2 c_i - x_i of the mirror axes (c
+        the box's centre): even along each, with the singular and kink features of every
+        mirror image of a corner or breakpoint. A mirror axis's own coordinate, whose average
+        is zero, becomes 2 u^2 - 1 (u the coordinate scaled to [-1, 1])."""
+        axes = [i for i, m in enumerate(self.mirror) if m]
+        centre = [0.5 * (lo + hi) for lo, hi in self.box.intervals]
+        total = None
+        for flips in itertools.product((1.0, -1.0), repeat=len(axes)):
+            signs = [1.0] * self.dim
+            for i, s in zip(axes, flips):
+                signs[i] = s
+            image = jnp.stack(
+                [c + s * (x[..., i] - c) for i, (c, s) in enumerate(zip(centre, signs))], -1
+            )
+            cols = [
+                (v, tuple(s * a for s, a in zip(signs, d)), d2)
+                for v, d, d2 in self._plain_columns(image)
+            ]
+            total = (
+                cols
+                if total is None
+                else [
+                    (v + v2, tuple(map(jnp.add, d, e)), tuple(map(jnp.add, d2, e2)))
+                    for (v, d, d2), (v2, e, e2) in zip(total, cols)
+                ]
+            )
+        k = float(2 ** len(axes))
+        out = [(v / k, tuple(a / k for a in d), tuple(a / k for a in d2)) for v, d, d2 in total]
+        start = 0
+        for i, kinks in enumerate(self.kinks):
+            if self.mirror[i]:
+                (lo, hi), zero = self.box.intervals[i], jnp.zeros_like(x[..., 0])
+                half = 0.5 * (hi - lo)
+                u = (x[..., i] - centre[i]) / half
+                d = tuple(4.0 * u / half if j == i else zero for j in range(self.dim))
+                d2 = tuple(
+                    jnp.full_like(u, 4.0 / half**2) if j == i else zero for j in range(self.dim)
+                )
+                out[start] = (2.0 * u**2 - 1.0, d, d2)
+            start += 1 + len(kinks)
+        return out
+
+    def _plain_columns(self, x: jax.Array):
         """Per input feature: its value and, per axis, its first and second derivative.
 
         Each coordinate scaled to [-1, 1]; then, per axis, (x_i - b)_+^2 for each breakpoint b:
@@ -265,7 +318,7 @@ jax.tree_util.register_dataclass(Carrier, ["params", "power"], ["ground"])
 jax.tree_util.register_dataclass(
     TrialFunction,
     ["carrier", "scale", "kinks", "corners"],
-    ["graphdef", "box", "output", "radius"],
+    ["graphdef", "box", "output", "radius", "mirror"],
 )
 
 
@@ -283,10 +336,13 @@ def make_trial_function(
     radius: float | None = None,
     outputs: int = 1,
     carrier: Carrier | None = None,
+    mirror: tuple[bool, ...] = (),
 ) -> tuple[TrialFunction, dict]:
     """Initialise the network from `key`; return the trial function and its parameters.
-    `outputs` > 1: the network has that many outputs (a complex psi has two), for callers that
-    use its features and network (`feature_taylor`, `network`) with their own envelope.
+    `mirror`: per axis, whether psi is even about the box's centre along it (see
+    `TrialFunction`). `outputs` > 1: the network has that many outputs (a complex psi has
+    two), for callers that use its features and network (`feature_taylor`, `network`) with
+    their own envelope.
 
     A batch of keys (shape (K,)) initialises K networks: every leaf gets a leading member axis,
     and member i equals the network initialised from key[i] alone. `activation`: a name (its
@@ -301,7 +357,9 @@ def make_trial_function(
     params = init(key)
     intervals = Box(box.intervals, ((),) * box.dim)
     at = box.corners if breakpoint_features else ()
-    psi = TrialFunction(graphdef, intervals, tuple(kinks), output, scale, radius, carrier, at)
+    psi = TrialFunction(
+        graphdef, intervals, tuple(kinks), output, scale, radius, carrier, at, tuple(mirror)
+    )
     return psi, params
 
 

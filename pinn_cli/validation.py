@@ -20,6 +20,7 @@ from .resources import check_resources
 CHOICES = {
     "energy.mode": ("fixed", "learned"),
     "model.output": ("auto", "exp", "linear"),
+    "model.symmetry": ("auto", "off"),
     "model.adaptive": ADAPTIVE,
     "loss.normalization": ("hard", "penalty"),
     "train.lr_schedule": ("constant", "exponential", "cosine"),

@@ -270,3 +270,39 @@ def test_a_smooth_potential_gives_its_narrow_axis_more_nodes():
     iso = quadrature.gauss(make_potential("harmonic2d").box, 900, shares=(1.0, 1.0))
     assert [len(np.unique(iso.x[:, i])) for i in range(2)] == [30, 30]
     assert assemble.node_shares(make_potential("finite_well2d")) is None
+
+
+@pytest.mark.parametrize(
+    "overrides, mirror",
+    [
+        (["potential=finite_well2d"], (True, True)),
+        (["potential=finite_well2d", "potential.domain=[[-2,2],[-1,3]]"], (True, True)),
+        (["potential=harmonic2d", "potential.omega=[1,2]"], (True, True)),
+        (["potential=separable2d"], (True, False)),  # a centred barrier along x, a step along y
+        (["potential=separable2d", "potential.x_segments=[[0,0.3,0],[0.3,1,9]]"], ()),
+        (["potential=formula2d"], ()),  # x^2 + y^2 + x y / 2: even under (x, y) -> (-x, -y) only
+        (["potential=disk"], ()),  # its polar rule covers the whole disk
+        (["potential=finite_well2d", "state=1"], ()),  # excited states have odd members
+        (["potential=finite_well2d", "model.symmetry=off"], ()),
+    ],
+)
+def test_ground_states_of_mirror_symmetric_wells_train_on_half_the_domain(overrides, mirror):
+    """A 2-D ground state is even along each axis V is symmetric about; training then takes
+    the half box above the centre, with the whole box's node count per axis."""
+    from pinn_cli import assemble
+
+    cfg = config(*overrides)
+    potential = assemble.potential_from(cfg)
+    assert assemble.mirror_axes(cfg, potential) == mirror
+    if potential.name == "finite_well2d" and mirror:
+        rule = assemble.rule_from(cfg, potential, mirror)
+        whole = assemble.rule_from(cfg, potential)
+        (x0, x1), (y0, y1) = potential.box.intervals
+        centre = np.array([0.5 * (x0 + x1), 0.5 * (y0 + y1)])
+        assert np.all((rule.x > centre) | ~np.array(mirror))
+        assert [len(np.unique(rule.x[:, i])) for i in range(2)] == [
+            len(np.unique(whole.x[:, i])) for i in range(2)
+        ]
+        # exact on the half box: a polynomial in the well and outside it, integrated piecewise
+        area = np.prod([(x1 - x0) / (2 if mirror[0] else 1), (y1 - y0) / (2 if mirror[1] else 1)])
+        assert np.sum(rule.w) == pytest.approx(area, rel=1e-13)
