@@ -60,11 +60,27 @@ CASES_2D: list[tuple[str, list[str]]] = [
     ("disk", []),
     ("disk", ["potential.radius=2.5"]),
     ("separable2d", []),
+    (
+        "separable2d",
+        [
+            "potential.x_segments=[[0,0.3,0],[0.3,0.7,100],[0.7,1,0]]",
+            "potential.y_segments=[[0,0.5,20],[0.5,1,0]]",
+        ],
+    ),
+    (
+        "separable2d",
+        [
+            "potential.x_segments=[[0,0.45,0],[0.45,0.55,300],[0.55,1,0]]",
+            "potential.y_segments=[[0,0.2,50],[0.2,1,0]]",
+        ],
+    ),
     ("finite_well2d", []),
     ("finite_well2d", ["potential.V0=1"]),
+    ("finite_well2d", ["potential.V0=200"]),
     ("finite_well2d", ["potential.V0=500"]),
     ("finite_well2d", ["potential.V0=100", "potential.width=2.0"]),
     ("finite_well2d", ["potential.width=0.4"]),
+    ("finite_well2d", ["potential.width=0.8"]),
     ("finite_well2d", ["potential.width=3.2"]),
     ("finite_well2d", ["potential.width=[1.5,0.8]"]),
     ("formula2d", []),
