@@ -70,8 +70,7 @@ def judge_states(cfg: Config, runs: list[StateRun], basis, run_dir: Path) -> dic
         network_values_at(r.built, r.result.params, fine[0].x, x_plot, r.built.problem.x)
         for r in runs
     ]
-    if len(basis.rows) < len(runs):  # a last state that stopped early is judged as it is
-        basis.add(*at[-1][2])
+    _finish_basis(basis, runs, at[-1][2])
     raw = [values[0] for values in at]
     psi_q, grad_q, lap_q = (basis.combine([v[k] for v in raw]) for k in range(3))
     psi_x = basis.combine([values[1][0] for values in at])
@@ -106,11 +105,11 @@ def judge_states(cfg: Config, runs: list[StateRun], basis, run_dir: Path) -> dic
     return summary
 
 
-def _finish_basis(runs: list[StateRun], basis) -> None:
-    """A last state that stopped early is judged as it is: add it to the basis."""
+def _finish_basis(basis, runs: list[StateRun], last_on_grid) -> None:
+    """Add the last state to the basis (its values on the training grid) when it is not yet in
+    it: the last state of a run, or one that stopped early, is judged as it is."""
     if len(basis.rows) < len(runs):
-        last = runs[-1]
-        basis.add(*network_values(last.built, last.result.params, last.built.problem.x))
+        basis.add(*last_on_grid)
 
 
 def _judge_states_2d(cfg: Config, runs: list[StateRun], basis, run_dir: Path) -> dict:
@@ -121,9 +120,14 @@ def _judge_states_2d(cfg: Config, runs: list[StateRun], basis, run_dir: Path) ->
     potential = runs[0].built.potential
     rule = evaluation2d.fine_rule(potential)
     v = np.asarray(potential.values(rule.x), float)
-    _finish_basis(runs, basis)
-    raw = [network_values(r.built, r.result.params, rule.x) for r in runs]
-    psi_q, grad_q, lap_q = (basis.combine([at[k] for at in raw]) for k in range(3))
+    grid = evaluation2d.plot_grid(potential)
+    at = [  # (fine rule, plotting grid, training grid) per state, in one compiled program
+        network_values_at(r.built, r.result.params, rule.x, grid[2], r.built.problem.x)
+        for r in runs
+    ]
+    _finish_basis(basis, runs, at[-1][2])
+    raw = [values[0] for values in at]
+    psi_q, grad_q, lap_q = (basis.combine([values[k] for values in raw]) for k in range(3))
     spectrum = evaluation2d.spectrum_for(potential, len(runs))
     judged, levels = evaluation2d.judge_states(
         potential, rule, v, list(zip(psi_q, grad_q)), spectrum
@@ -131,7 +135,8 @@ def _judge_states_2d(cfg: Config, runs: list[StateRun], basis, run_dir: Path) ->
     states = [_with_training(j, r) for j, r in zip(judged, runs)]
     failed = _self_checks(cfg, states, (rule, v), psi_q, lap_q, symmetric=False)
     norms = [np.sqrt(np.sum(rule.w * p**2)) for p in psi_q]
-    _write_maps_2d(runs, basis, states, norms, spectrum, run_dir)
+    on_grid = basis.combine([values[1][0] for values in at])
+    _write_maps_2d(potential, grid, on_grid, states, norms, spectrum, run_dir)
     plots.history_figures(run_dir, {s["n"]: s["energy"]["reference"] for s in states})
     summary = _summary(cfg, runs, states, run_dir)
     summary["levels"] = levels
@@ -142,20 +147,19 @@ def _judge_states_2d(cfg: Config, runs: list[StateRun], basis, run_dir: Path) ->
     return summary
 
 
-def _write_maps_2d(runs, basis, states, norms, spectrum, run_dir: Path) -> None:
-    """psi.npz and wavefunction.png of a 2-D run: each state normalised by its norm on the fine
-    rule, on the plotting grid, with its error against the reference level's eigenspace."""
+def _write_maps_2d(potential, grid, on_grid, states, norms, spectrum, run_dir: Path) -> None:
+    """psi.npz and wavefunction.png of a 2-D run: each state (`on_grid`: its psi on the
+    plotting grid) normalised by its norm on the fine rule, with its error against the
+    reference level's eigenspace."""
     from . import evaluation2d, plots
 
-    potential = runs[0].built.potential
-    x, y, points, inside = evaluation2d.plot_grid(potential)
-    on_grid = basis.combine([network_values(r.built, r.result.params, points)[0] for r in runs])
+    x, y, points, inside = grid
     maps = np.stack([np.where(inside, p / n, np.nan) for p, n in zip(on_grid, norms)])
     reference = evaluation2d.reference_maps(spectrum, points, inside, len(spectrum.energies))
     groups = evaluation2d.levels(np.asarray(spectrum.energies, float))
     level_of = {i: g for g in groups for i in g}
     errors = [evaluation2d.error_map(m, reference, level_of[i], 1.0) for i, m in enumerate(maps)]
-    shape = (len(runs), len(y), len(x))
+    shape = (len(states), len(y), len(x))
     v_grid = np.where(inside, np.asarray(potential.values(points), float), np.nan)
     energies = [s["energy"]["estimate"] for s in states]
     outputs.write_psi_2d(
