@@ -75,7 +75,8 @@ def judge_states(cfg: Config, runs: list[StateRun], basis, run_dir: Path) -> dic
     psi_q, grad_q, lap_q = (basis.combine([v[k] for v in raw]) for k in range(3))
     psi_x = basis.combine([values[1][0] for values in at])
     mixing = 0.0
-    if len(runs) > 1:  # the final Rayleigh-Ritz step over every state's function
+    finite = all(np.all(np.isfinite(a)) for a in (*psi_q, *grad_q))
+    if len(runs) > 1 and finite:  # the final Rayleigh-Ritz step over every state's function
         rotation = evaluation.ritz_rotation(psi_q, grad_q, fine[0].w, fine[1])
         psi_q, grad_q, lap_q, psi_x = (
             evaluation.rotate(values, rotation) for values in (psi_q, grad_q, lap_q, psi_x)

@@ -308,3 +308,33 @@ def _metrics(run_dir):
 
     with open(run_dir / "metrics.csv") as f:
         return list(csv.DictReader(f))
+
+
+def test_a_diverged_excited_state_is_reported_and_the_states_below_it_are_judged(
+    tmp_path, monkeypatch
+):
+    """State 1 diverges (non-finite parameters): the run ends with the diverged exit code and a
+    summary in which state 0 is judged as usual; the final Rayleigh-Ritz step over all states,
+    which cannot take non-finite values, is skipped instead of failing the run."""
+    import dataclasses
+
+    import jax
+
+    from pinn_cli import process, train
+
+    fit, calls = train.fit, []
+
+    def second_diverges(*args, **kwargs):
+        result = fit(*args, **kwargs)
+        calls.append(result)
+        if len(calls) == 2:
+            nan = jax.tree.map(lambda a: a * np.nan, result.params)
+            return dataclasses.replace(result, params=nan, status="diverged", stop_reason="nan")
+        return result
+
+    monkeypatch.setattr(train, "fit", second_diverges)
+    code = experiment.run(config(*SMALL, "potential=infinite_well", "state=1"), tmp_path).code
+    assert code == process.EXIT_DIVERGED
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["status"] == "diverged"
+    assert s["states"][0]["energy"]["rel_error"] < 1e-8
