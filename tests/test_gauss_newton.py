@@ -175,3 +175,18 @@ def test_bad_solver_settings_are_refused_with_one_line(override, words):
     assert "\n" not in message
     for word in words:
         assert word in message
+
+
+def test_a_step_whose_residual_reads_exactly_zero_is_refused():
+    """A trial step that sends psi's exponential output to underflow makes every normalised
+    residual read 0: the linear model predicted a large decrease, so the step would pass the
+    ratio test, and the stage would sit on psi = 0 (non-finite from then on). It is refused
+    and the damping raised, as for any step that does not lower the loss."""
+    r = jnp.ones(3)
+    delta = -jnp.ones(2)
+    j_delta = -r  # the linear model predicts the whole loss away: rho = 1 if the step "lands"
+    flat, mu, nu = jnp.zeros(2), jnp.asarray(1.0), jnp.asarray(2.0)
+    landed = lm._damped_update(lambda f: jnp.zeros(3), flat, mu, nu, r, delta, j_delta)
+    assert not bool(landed[5]) and float(landed[1]) == 2.0 and float(landed[4]) == 3.0
+    halved = lm._damped_update(lambda f: 0.5 * r, flat, mu, nu, r, delta, j_delta)
+    assert bool(halved[5]) and np.allclose(halved[0], delta)
