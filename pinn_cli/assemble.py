@@ -107,16 +107,16 @@ def min_per_piece(potential, points: int) -> int:
 
 
 def mirror_axes(cfg: Config, potential, n: int = 0) -> tuple[bool, ...]:
-    """Per axis, whether state n's psi is taken even about the box's centre along it: a 2-D
+    """Per axis, whether state n's psi has a parity about the box's centre along it: a 2-D
     ground-state run (state=0) of a V symmetric about that centre line (sampled on a grid that
-    avoids the centre), where the ground state, nodeless and unique, is even. () otherwise."""
-    if (
-        cfg.model.symmetry == "off"
-        or potential.dim != 2
-        or n != 0
-        or cfg.state != 0
-        or getattr(potential, "radius", None) is not None
-    ):
+    avoids the centre), where the ground state, nodeless and unique, is even; every state of a
+    1-D run with excited states (state > 0) of a symmetric V, state n having parity (-1)^n.
+    () otherwise."""
+    if cfg.model.symmetry == "off":
+        return ()
+    if potential.dim == 1:
+        return (True,) if cfg.state > 0 and potential.is_symmetric() else ()
+    if n != 0 or cfg.state != 0 or getattr(potential, "radius", None) is not None:
         return ()
     (x0, x1), (y0, y1) = potential.box.intervals
     t = (np.arange(1, 60) + 0.5 * np.sqrt(2.0) - 0.5) / 60.0  # off the centre and the breakpoints
@@ -126,6 +126,22 @@ def mirror_axes(cfg: Config, potential, n: int = 0) -> tuple[bool, ...]:
     flipped = (v(x0 + x1 - gx, gy), v(gx, y0 + y1 - gy))
     mirror = tuple(bool(np.all(np.abs(f - here) <= scale)) for f in flipped)
     return mirror if any(mirror) else ()
+
+
+def state_parity(cfg: Config, potential, n: int) -> int | None:
+    """+1 or -1 when state n is trained even or odd by construction (`mirror_axes`), else
+    None: a 1-D state n of a symmetric V has parity (-1)^n, a mirrored 2-D ground state +1."""
+    if not mirror_axes(cfg, potential, n):
+        return None
+    return -1 if potential.dim == 1 and n % 2 else 1
+
+
+def _odd(cfg: Config, potential, n: int, mirror: tuple[bool, ...]) -> tuple[float, ...]:
+    """The trial function's `odd` factors: for a 1-D run with parity, 1.0 for the odd states and
+    0.0 for the even ones (one program for both); () otherwise."""
+    if potential.dim != 1 or not mirror:
+        return ()
+    return (1.0 if state_parity(cfg, potential, n) == -1 else 0.0,)
 
 
 def mirrored(box, mirror: tuple[bool, ...]):
@@ -292,6 +308,8 @@ def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=N
         radius=getattr(potential, "radius", None),
         carrier=carrier,
         mirror=mirror,
+        odd=_odd(cfg, potential, n, mirror),
+        mirror_output=potential.dim == 1 and bool(mirror),
     )
     prob = problem.make_problem(
         psi,
@@ -306,6 +324,8 @@ def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=N
         slope_recovery=float(m.slope_recovery),
         target=coarse_level(cfg, potential, n),
     )
+    if psi.mirror_output and psi.parity == 1:
+        net = model.spread_first_layer(net, jax.random.fold_in(jax.random.key(cfg.seed), 7919 + n))
     net = _sharpened(cfg, potential, n, net)
     params = problem.init_params(prob, net, cfg.energy.init if n == 0 else None, cfg.train.ensemble)
     if cfg.train.devices > 1:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import judging, outputs, provenance, trackers
-from .assemble import Built, build
+from .assemble import Built, build, potential_from, state_parity
 from .config import Config, ConfigError
 from .judging import StateRun, network_values
 from .process import EXIT_DIVERGED, EXIT_SUSPECT, ProfileWindow, Progress, StopFlag
@@ -226,24 +226,30 @@ def _train_states(cfg: Config, frame: Frame, resume: bool):
     from .states import Basis
 
     runs: list[StateRun] = []
-    basis = None
+    basis, potential = None, potential_from(cfg)
     for n in range(cfg.state + 1):
-        built = build(cfg, n, basis.lower() if basis else None, _carrier(cfg, runs))
+        parity = state_parity(cfg, potential, n)
+        built = build(cfg, n, basis.lower(parity) if basis else None, _carrier(cfg, runs))
         basis = basis or Basis(np.asarray(built.problem.w, float))
-        mirror = built.problem.psi.mirror
-        if any(mirror):
-            axes = " and ".join("xy"[i] for i, m in enumerate(mirror) if m)
-            log.info(
-                "state 0 taken even in %s (V is symmetric about the domain's centre): "
-                "training nodes on the upper half of each such axis",
-                axes,
-            )
+        if n == 0 and parity is not None:
+            _log_parity(built.problem.psi.mirror, cfg.state)
         result = train_one(cfg, n, built, frame, resume)
         runs.append(StateRun(n, built, result))
         if result.status != "completed" or cfg.train.ensemble > 1 or n == cfg.state:
             break  # the judge adds the last state to the basis with its own evaluation
-        basis.add(*network_values(built, result.params, built.problem.x))
+        basis.add(*network_values(built, result.params, built.problem.x), parity=parity)
     return runs, basis
+
+
+def _log_parity(mirror: tuple[bool, ...], top: int) -> None:
+    axes = " and ".join("xy"[i] for i, m in enumerate(mirror) if m)
+    which = "each state n with parity (-1)^n" if top > 0 else "state 0 even"
+    log.info(
+        "V is symmetric about the domain's centre in %s: %s there by construction, training "
+        "nodes on the upper half",
+        axes,
+        which,
+    )
 
 
 def _carrier(cfg: Config, runs: list[StateRun]):

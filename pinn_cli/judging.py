@@ -74,14 +74,9 @@ def judge_states(cfg: Config, runs: list[StateRun], basis, run_dir: Path) -> dic
     raw = [values[0] for values in at]
     psi_q, grad_q, lap_q = (basis.combine([v[k] for v in raw]) for k in range(3))
     psi_x = basis.combine([values[1][0] for values in at])
-    mixing = 0.0
-    finite = all(np.all(np.isfinite(a)) for a in (*psi_q, *grad_q))
-    if len(runs) > 1 and finite:  # the final Rayleigh-Ritz step over every state's function
-        rotation = evaluation.ritz_rotation(psi_q, grad_q, fine[0].w, fine[1])
-        psi_q, grad_q, lap_q, psi_x = (
-            evaluation.rotate(values, rotation) for values in (psi_q, grad_q, lap_q, psi_x)
-        )
-        mixing = float(np.max(np.abs(rotation - np.diag(np.diag(rotation)))))
+    (psi_q, grad_q, lap_q, psi_x), mixing = _final_ritz(
+        (psi_q, grad_q, lap_q, psi_x), fine[0].w, fine[1]
+    )
     states, curves = [], []
     for r, p, g, px in zip(runs, psi_q, grad_q, psi_x):
         judged, curve = evaluation.judge_state(potential, r.n, fine, (p, g), x_plot, px)
@@ -106,17 +101,33 @@ def judge_states(cfg: Config, runs: list[StateRun], basis, run_dir: Path) -> dic
     return summary
 
 
+def _final_ritz(fields: tuple, w, v) -> tuple[tuple, float]:
+    """The final Rayleigh-Ritz step over every state's function: `fields` = (psi, grad psi,
+    lap psi, any further values), one list over the states each, the first three on the rule
+    of weights w where V is v. -> the fields rotated by the step's eigenvectors, and its
+    mixing (largest off-diagonal entry). One state, or any non-finite value (a diverged state
+    is judged as it is), leaves them as they are, mixing 0."""
+    from . import evaluation
+
+    psi, grad = fields[0], fields[1]
+    if len(psi) < 2 or not all(np.all(np.isfinite(a)) for a in (*psi, *grad)):
+        return fields, 0.0
+    rotation = evaluation.ritz_rotation(psi, grad, w, v)
+    mixing = float(np.max(np.abs(rotation - np.diag(np.diag(rotation)))))
+    return tuple(evaluation.rotate(values, rotation) for values in fields), mixing
+
+
 def _finish_basis(basis, runs: list[StateRun], last_on_grid) -> None:
     """Add the last state to the basis (its values on the training grid) when it is not yet in
     it: the last state of a run, or one that stopped early, is judged as it is."""
     if len(basis.rows) < len(runs):
-        basis.add(*last_on_grid)
+        basis.add(*last_on_grid, parity=runs[-1].built.problem.psi.parity)
 
 
 def _judge_states_2d(cfg: Config, runs: list[StateRun], basis, run_dir: Path) -> dict:
     """judge_states for a 2-D potential: energies and eigenspaces against the reference
     spectrum (degenerate levels judged as subspaces), psi.npz and wavefunction maps."""
-    from . import evaluation, evaluation2d, plots
+    from . import evaluation2d, plots
 
     potential = runs[0].built.potential
     rule = evaluation2d.fine_rule(potential)
@@ -130,13 +141,9 @@ def _judge_states_2d(cfg: Config, runs: list[StateRun], basis, run_dir: Path) ->
     raw = [values[0] for values in at]
     psi_q, grad_q, lap_q = (basis.combine([values[k] for values in raw]) for k in range(3))
     on_grid = basis.combine([values[1][0] for values in at])
-    if len(runs) > 1 and all(np.all(np.isfinite(a)) for a in (*psi_q, *grad_q)):
-        # the final Rayleigh-Ritz step over every state's function, as in 1-D: it separates
-        # close levels that training left mixed (separable2d's states 4 and 5, 0.7% apart)
-        rotation = evaluation.ritz_rotation(psi_q, grad_q, rule.w, v)
-        psi_q, grad_q, lap_q, on_grid = (
-            evaluation.rotate(values, rotation) for values in (psi_q, grad_q, lap_q, on_grid)
-        )
+    # as in 1-D: it separates close levels that training left mixed (separable2d's states 4 and
+    # 5, 0.7% apart)
+    (psi_q, grad_q, lap_q, on_grid), _ = _final_ritz((psi_q, grad_q, lap_q, on_grid), rule.w, v)
     spectrum = evaluation2d.spectrum_for(potential, len(runs))
     judged, levels = evaluation2d.judge_states(
         potential, rule, v, list(zip(psi_q, grad_q)), spectrum

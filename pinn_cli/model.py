@@ -14,7 +14,6 @@ Taylor rules (fixed, trainable, or mixing a layer's units) are in nonlinear.py.
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,9 +21,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from . import nonlinear
+from . import mirror, nonlinear
 from .activations import Activation
 from .corners import PER_CORNER, corner_features
+from .envelopes import box_envelope, disk_envelope, times
 from .nonlinear import Jet, Streams, elementwise_rule
 from .quadrature import Box
 
@@ -93,51 +93,6 @@ class MLP(nnx.Module):
         return self._last(self.out(z)), last(dz), last(d2z)
 
 
-def box_envelope(box: Box, x: jax.Array) -> Jet:
-    """B(x) = prod_i 4 (x_i - lo_i)(hi_i - x_i) / L_i^2 (zero on the boundary, 1 at the centre),
-    with its first and pure second derivatives along each axis."""
-    factors = []
-    for i, (lo, hi) in enumerate(box.intervals):
-        c, xi = 4.0 / (hi - lo) ** 2, x[..., i]
-        factors.append(
-            (c * (xi - lo) * (hi - xi), c * (lo + hi - 2.0 * xi), jnp.full_like(xi, -2.0 * c))
-        )
-    d1, d2 = [], []
-    for i, (_, db, d2b) in enumerate(factors):
-        rest = _product([b for j, (b, _, _) in enumerate(factors) if j != i], db)
-        d1.append(db * rest)
-        d2.append(d2b * rest)
-    return _product([b for b, _, _ in factors], x[..., 0]), tuple(d1), tuple(d2)
-
-
-def disk_envelope(radius: float, x: jax.Array) -> Jet:
-    """B(x, y) = 1 - (x^2 + y^2) / R^2: zero on the circle of radius R about the origin, 1 at
-    its centre, with its first and pure second derivatives along each axis."""
-    c = 1.0 / radius**2
-    r2 = sum(x[..., i] ** 2 for i in range(x.shape[-1]))
-    axes = range(x.shape[-1])
-    return (
-        1.0 - c * r2,
-        tuple(-2.0 * c * x[..., i] for i in axes),
-        tuple(jnp.full_like(x[..., i], -2.0 * c) for i in axes),
-    )
-
-
-def _product(arrays: list[jax.Array], like: jax.Array) -> jax.Array:
-    out = jnp.ones_like(like)
-    for a in arrays:
-        out = out * a
-    return out
-
-
-def times(b: Jet, g: Jet) -> Jet:
-    """The product rule to second order, along each axis: (b g, (b g)', (b g)'')."""
-    (b0, b1, b2), (g0, g1, g2) = b, g
-    first = tuple(db * g0 + b0 * dg for db, dg in zip(b1, g1))
-    second = tuple(d2b * g0 + 2.0 * db * dg + b0 * d2g for db, dg, d2b, d2g in zip(b1, g1, b2, g2))
-    return b0 * g0, first, second
-
-
 @dataclass(frozen=True, eq=False)
 class Carrier:
     """A fixed factor exp(power * s N0(x)) that an excited state's trial function carries: the
@@ -152,7 +107,7 @@ class Carrier:
 
     def jet(self, x: jax.Array) -> Jet:
         g = self.ground
-        n = g.network(self.params).taylor(*g.feature_taylor(x))
+        n = g.network_jet(self.params, x)
         return elementwise_rule(lambda u: jnp.exp(self.power * g.scale * u))(*n)
 
 
@@ -178,11 +133,42 @@ class TrialFunction:
     # there); the features are averaged over the mirror images, so every psi is even by
     # construction and training needs nodes on one side only (`mirrored`)
     mirror: tuple[bool, ...] = ()
+    # per axis, 1.0 where psi is odd about the centre, 0.0 where it is even; leaves, so the
+    # even and odd states of a run share their programs
+    odd: tuple[float, ...] = ()
+    # the parity comes from the network's output, N(x) +- N(x') (x' the mirror image of x),
+    # instead of from features averaged over the images: the network keeps the coordinate
+    # itself as an input, which a narrow well at the centre needs (u^2 squeezes it)
+    mirror_output: bool = False
+
+    @property
+    def parity(self) -> int | None:
+        """+1 or -1 when psi is even or odd by construction (mirror axes), else None."""
+        if not any(self.mirror):
+            return None
+        return -1 if round(sum(float(o) for o in self.odd)) % 2 else 1
 
     def envelope(self, x: jax.Array) -> Jet:
         """B(x), times the carrier's factor when there is one, with its derivatives."""
         b = box_envelope(self.box, x) if self.radius is None else disk_envelope(self.radius, x)
         return b if self.carrier is None else times(b, self.carrier.jet(x))
+
+    def network_jet(self, params, x: jax.Array) -> Jet:
+        """N(features(x)) with its derivatives along each axis (even or odd with
+        mirror_output)."""
+        net = self.network(params)
+        return self._symmetrised(lambda z: net.taylor(*self.feature_taylor(z)), x)
+
+    @property
+    def _sign(self):
+        """+1 for an even psi, -1 for an odd one (a leaf: one program for both)."""
+        return 1.0 - 2.0 * sum(self.odd)
+
+    def _symmetrised(self, jet_of: Callable[[jax.Array], Jet], x: jax.Array) -> Jet:
+        """`jet_of` (points -> a jet there) made even or odd with mirror_output, else itself."""
+        if not self.mirror_output:
+            return jet_of(x)
+        return mirror.symmetrised(jet_of, x, self.box, self.mirror, self._sign)
 
     @property
     def dim(self) -> int:
@@ -191,50 +177,13 @@ class TrialFunction:
     def _columns(self, x: jax.Array):
         """Per input feature: its value and, per axis, its first and second derivative; with
         mirror axes, even along each of them (`_even_columns`)."""
-        return self._even_columns(x) if any(self.mirror) else list(self._plain_columns(x))
+        if any(self.mirror) and not self.mirror_output:
+            return self._even_columns(x)
+        return list(self._plain_columns(x))
 
     def _even_columns(self, x: jax.Array) -> list[Jet]:
-        """The features averaged over the reflections x_i -> 2 c_i - x_i of the mirror axes (c
-        the box's centre): even along each, with the singular and kink features of every
-        mirror image of a corner or breakpoint. A mirror axis's own coordinate, whose average
-        is zero, becomes 2 u^2 - 1 (u the coordinate scaled to [-1, 1])."""
-        axes = [i for i, m in enumerate(self.mirror) if m]
-        centre = [0.5 * (lo + hi) for lo, hi in self.box.intervals]
-        total = None
-        for flips in itertools.product((1.0, -1.0), repeat=len(axes)):
-            signs = [1.0] * self.dim
-            for i, s in zip(axes, flips):
-                signs[i] = s
-            image = jnp.stack(
-                [c + s * (x[..., i] - c) for i, (c, s) in enumerate(zip(centre, signs))], -1
-            )
-            cols = [
-                (v, tuple(s * a for s, a in zip(signs, d)), d2)
-                for v, d, d2 in self._plain_columns(image)
-            ]
-            total = (
-                cols
-                if total is None
-                else [
-                    (v + v2, tuple(map(jnp.add, d, e)), tuple(map(jnp.add, d2, e2)))
-                    for (v, d, d2), (v2, e, e2) in zip(total, cols)
-                ]
-            )
-        k = float(2 ** len(axes))
-        out = [(v / k, tuple(a / k for a in d), tuple(a / k for a in d2)) for v, d, d2 in total]
-        start = 0
-        for i, kinks in enumerate(self.kinks):
-            if self.mirror[i]:
-                (lo, hi), zero = self.box.intervals[i], jnp.zeros_like(x[..., 0])
-                half = 0.5 * (hi - lo)
-                u = (x[..., i] - centre[i]) / half
-                d = tuple(4.0 * u / half if j == i else zero for j in range(self.dim))
-                d2 = tuple(
-                    jnp.full_like(u, 4.0 / half**2) if j == i else zero for j in range(self.dim)
-                )
-                out[start] = (2.0 * u**2 - 1.0, d, d2)
-            start += 1 + len(kinks)
-        return out
+        """The features averaged over the mirror axes' reflections (`mirror.even_columns`)."""
+        return mirror.even_columns(self.box, self.kinks, self.mirror, self._plain_columns, x)
 
     def _plain_columns(self, x: jax.Array):
         """Per input feature: its value and, per axis, its first and second derivative.
@@ -283,7 +232,7 @@ class TrialFunction:
 
     def _jet(self, params, x: jax.Array) -> Jet:
         """psi with its derivatives along each axis."""
-        n = self.network(params).taylor(*self.feature_taylor(x))
+        n = self.network_jet(params, x)
         if self.output == "exp":
             n = elementwise_rule(lambda u: jnp.exp(self.scale * u))(*n)
         return times(self.envelope(x), n)
@@ -297,10 +246,14 @@ class TrialFunction:
         """B(x) [h(x), 1] (..., width + 1), its gradient (..., width + 1, d) and its Laplacian:
         with output="linear", psi is this vector dotted with the output layer's (kernel, bias),
         so a Rayleigh-Ritz step can set that layer exactly."""
-        h, dh, d2h = self.network(params).features_taylor(*self.feature_taylor(x))
+        net = self.network(params)
         with_one = lambda a, c: jnp.concatenate([a, jnp.full_like(a[..., :1], c)], -1)  # noqa: E731
-        h = with_one(h, 1.0)
-        dh, d2h = tuple(with_one(a, 0.0) for a in dh), tuple(with_one(a, 0.0) for a in d2h)
+
+        def last_layer(z):
+            h, dh, d2h = net.features_taylor(*self.feature_taylor(z))
+            return with_one(h, 1.0), *(tuple(with_one(a, 0.0) for a in d) for d in (dh, d2h))
+
+        h, dh, d2h = self._symmetrised(last_layer, x)
         b0, b1, b2 = self.envelope(x)
         column = lambda a: a[..., None]  # noqa: E731
         envelope = (column(b0), tuple(map(column, b1)), tuple(map(column, b2)))
@@ -309,7 +262,12 @@ class TrialFunction:
 
     def __call__(self, params, x: jax.Array) -> jax.Array:
         """psi at points x (..., d)."""
-        n = self.network(params)(self.features(x))
+        net = self.network(params)
+        n = net(self.features(x))
+        if self.mirror_output:
+            signs = [-1.0 if m else 1.0 for m in self.mirror]
+            image = mirror.reflected(self.box, signs, x)
+            n = 0.5 * (n + self._sign * net(self.features(image)))
         g = jnp.exp(self.scale * n) if self.output == "exp" else n
         return self.envelope(x)[0] * g
 
@@ -317,8 +275,8 @@ class TrialFunction:
 jax.tree_util.register_dataclass(Carrier, ["params", "power"], ["ground"])
 jax.tree_util.register_dataclass(
     TrialFunction,
-    ["carrier", "scale", "kinks", "corners"],
-    ["graphdef", "box", "output", "radius", "mirror"],
+    ["carrier", "scale", "kinks", "corners", "odd"],
+    ["graphdef", "box", "output", "radius", "mirror", "mirror_output"],
 )
 
 
@@ -337,12 +295,14 @@ def make_trial_function(
     outputs: int = 1,
     carrier: Carrier | None = None,
     mirror: tuple[bool, ...] = (),
+    odd: tuple[float, ...] = (),
+    mirror_output: bool = False,
 ) -> tuple[TrialFunction, dict]:
     """Initialise the network from `key`; return the trial function and its parameters.
-    `mirror`: per axis, whether psi is even about the box's centre along it (see
-    `TrialFunction`). `outputs` > 1: the network has that many outputs (a complex psi has
-    two), for callers that use its features and network (`feature_taylor`, `network`) with
-    their own envelope.
+    `mirror`: per axis, whether psi is even about the box's centre along it (`odd`: 1.0 per
+    axis where it is odd there instead, `mirror_output`: by its output; see `TrialFunction`).
+    `outputs` > 1: the network has that many outputs (a complex psi has two), for callers that
+    use its features and network (`feature_taylor`, `network`) with their own envelope.
 
     A batch of keys (shape (K,)) initialises K networks: every leaf gets a leading member axis,
     and member i equals the network initialised from key[i] alone. `activation`: a name (its
@@ -358,7 +318,17 @@ def make_trial_function(
     intervals = Box(box.intervals, ((),) * box.dim)
     at = box.corners if breakpoint_features else ()
     psi = TrialFunction(
-        graphdef, intervals, tuple(kinks), output, scale, radius, carrier, at, tuple(mirror)
+        graphdef,
+        intervals,
+        tuple(kinks),
+        output,
+        scale,
+        radius,
+        carrier,
+        at,
+        tuple(mirror),
+        tuple(odd),
+        mirror_output,
     )
     return psi, params
 
@@ -375,6 +345,20 @@ def _initializer(in_features, width, depth, act, dtype, outputs, batched):
     graphdef = nnx.graphdef(nnx.eval_shape(make, jax.random.key(0)))
     init = lambda k: nnx.to_pure_dict(nnx.state(make(k)))  # noqa: E731
     return graphdef, jax.jit(init if batched == 0 else jax.vmap(init))
+
+
+def spread_first_layer(params: dict, key: jax.Array) -> dict:
+    """The network's parameters with its first hidden layer's biases drawn from U(-1, 1): with
+    the default zero biases, odd activations and odd inputs (the centred coordinate) make the
+    whole network odd, so the even part of a mirrored output (N(x) + N(x')) / 2 would start
+    identically zero. (An odd state keeps the zero biases: its (N(x) - N(x')) / 2 then starts
+    as N itself, as without the mirror.)"""
+    hidden = dict(params["hidden"])
+    first = min(hidden)
+    bias = hidden[first]["bias"]
+    spread = jax.random.uniform(key, bias.shape, bias.dtype, -1.0, 1.0)
+    hidden[first] = {**hidden[first], "bias": spread}
+    return {**params, "hidden": hidden}
 
 
 def scale_first_layer(params: dict, factor: float) -> dict:

@@ -21,37 +21,54 @@ class Basis:
 
     State k's function is its network's psi with the lower states projected out on the training
     grid; `rows[k]` holds its coefficients over networks 0..k, so it can be evaluated anywhere.
+    States with a parity (trained on half of a symmetric domain, where the grid's inner product
+    of an even and an odd function is not zero) are orthogonal to the other parity by
+    construction: only states of the same parity enter each other's rows and projections.
     """
 
     def __init__(self, w: np.ndarray):
         self.w = w
         self.rows: list[np.ndarray] = []
+        self.parities: list[int | None] = []
         self.p: list[np.ndarray] = []  # raw networks' psi on the training grid
         self.grad: list[np.ndarray] = []
         self.lap: list[np.ndarray] = []
 
-    def lower(self) -> physics.Lower | None:
+    def lower(self, parity: int | None = None) -> physics.Lower | None:
+        """The states so far (of `parity` only, when given) on the training grid; None before
+        the first. With none of that parity yet, one zero column: the state is still projected
+        (onto nothing), so it shares the programs of the states that have lower states."""
         if not self.rows:
             return None
-        a = self._matrix()
+        keep = self._same(parity)
+        if not keep:
+            zero = np.zeros_like(self.p[0])[:, None]
+            return physics.Lower(zero, zero, np.zeros_like(self.grad[0])[:, None, :])
+        a = self._matrix()[keep]
         grad = np.einsum("mjd,kj->mkd", np.stack(self.grad, 1), a)
         return physics.Lower(np.stack(self.p, 1) @ a.T, np.stack(self.lap, 1) @ a.T, grad)
+
+    def _same(self, parity: int | None) -> list[int]:
+        return [k for k, q in enumerate(self.parities) if parity is None or q == parity]
 
     def _matrix(self) -> np.ndarray:
         k = len(self.rows)
         return np.array([np.pad(r, (0, k - len(r))) for r in self.rows])
 
-    def add(self, p: np.ndarray, grad: np.ndarray, lap: np.ndarray) -> None:
+    def add(self, p: np.ndarray, grad: np.ndarray, lap: np.ndarray, parity=None) -> None:
         """Append a network's psi (M,), grad psi (M, d) and lap psi (M,) on the training grid,
-        orthogonalised against the states so far and normalised."""
+        orthogonalised against the states so far (of its `parity`, when it has one) and
+        normalised."""
         k = len(self.rows)
         row = np.zeros(k + 1)
         row[k] = 1.0
-        if k:
-            a = self._matrix()
+        keep = self._same(parity)
+        if keep:
+            a = self._matrix()[keep]
             phi = np.stack(self.p, 1) @ a.T
             c = phi.T @ (self.w * p)
             row[:k] -= c @ a
+        self.parities.append(parity)
         self.p.append(p)
         self.grad.append(grad.reshape(p.shape[0], -1))
         self.lap.append(lap)

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from .model import TrialFunction, box_envelope, times
+from .envelopes import box_envelope, times
+from .model import TrialFunction
 from .optim import LeastSquares, chunked_diagonal, with_row
 from .quadrature import Box
 from .resources import DIAGONAL_CHUNK

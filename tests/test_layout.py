@@ -36,6 +36,8 @@ LAYERS = {
     "compiling": 0,
     "sharding": 0,
     "model": 0,
+    "mirror": 0,
+    "envelopes": 0,
     "corners": 0,
     "potentials": 0,
     "potentials2d": 0,

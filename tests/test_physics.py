@@ -140,7 +140,18 @@ def test_a_mirrored_trial_function_is_even_and_its_laplacian_matches_nested_auto
         assert (difference < 1e-12 * scale) == mirror[axis]
 
 
-def check_against_nested_autodiff(activation, box, output, mirror=()):
+@pytest.mark.parametrize("odd", [0.0, 1.0])
+def test_an_odd_or_even_1d_trial_function_has_its_parity_and_exact_derivatives(odd):
+    """A 1-D state with a parity: even features, times u = (x - c) / half when odd."""
+    box = quadrature.Box(((-1.0, 2.0),), ((0.2, 0.8),))
+    psi, params = check_against_nested_autodiff("tanh", box, "linear", (True,), (odd,), True)
+    x = jnp.asarray(np.random.default_rng(4).uniform(0.0, 1.5, size=(9, 1)))
+    sign = -1.0 if odd else 1.0
+    np.testing.assert_allclose(psi(params, 1.0 - x), sign * psi(params, x), rtol=1e-12, atol=1e-15)
+    assert psi.parity == (-1 if odd else 1)
+
+
+def check_against_nested_autodiff(activation, box, output, mirror=(), odd=(), by_output=False):
     psi, params = make_trial_function(
         box=box,
         width=6,
@@ -151,6 +162,8 @@ def check_against_nested_autodiff(activation, box, output, mirror=()):
         key=jax.random.key(3),
         scale=1.3,
         mirror=mirror,
+        odd=odd,
+        mirror_output=by_output,
     )
     lo = np.array([a for a, _ in box.intervals])
     hi = np.array([b for _, b in box.intervals])

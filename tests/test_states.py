@@ -338,3 +338,61 @@ def test_a_diverged_excited_state_is_reported_and_the_states_below_it_are_judged
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["status"] == "diverged"
     assert s["states"][0]["energy"]["rel_error"] < 1e-8
+
+
+def test_states_of_opposite_parity_never_enter_each_other_s_projection():
+    """On the upper half of a symmetric domain, the grid inner product of an even and an odd
+    function is not zero; the basis keeps them apart by parity: an even state is made
+    orthogonal to the even states only, and an odd state's projection holds only odd ones."""
+    from pinn_cli import quadrature
+    from pinn_cli.states import Basis
+
+    half = quadrature.gauss(quadrature.Box(((0.0, 1.0),), ((),)), 40)
+    x, w = half.x[:, 0], half.w
+    even0, odd1, even2 = np.cos(np.pi * x / 2), np.sin(np.pi * x), np.cos(np.pi * x / 2) + x**2
+    assert abs(np.sum(w * even0 * odd1)) > 0.1  # not orthogonal on the half grid
+    basis = Basis(w)
+    for f, parity in ((even0, 1), (odd1, -1), (even2, 1)):
+        basis.add(f, np.zeros((len(x), 1)), -f, parity=parity)
+    assert basis.rows[1][0] == 0.0 and basis.rows[2][1] == 0.0
+    s0, s1, s2 = basis.combine([even0, odd1, even2])
+    assert abs(np.sum(w * s0 * s2)) < 1e-13 and np.sum(w * s2 * s2) == pytest.approx(1.0)
+    assert np.allclose(basis.lower(1).p, np.stack([s0, s2], 1))
+    assert np.allclose(basis.lower(-1).p[:, 0], s1)
+    assert basis.lower().p.shape[1] == 3  # without a parity: every state
+    first_odd = Basis(w)
+    first_odd.add(even0, np.zeros((len(x), 1)), -even0, parity=1)
+    assert np.all(first_odd.lower(-1).p == 0.0)  # no odd state yet: projected onto nothing
+
+
+def test_symmetric_1d_runs_with_excited_states_train_each_parity_on_half_the_domain():
+    """state > 0 on a symmetric V: state n is even or odd by construction ((-1)^n), on the
+    upper half of the domain, and its even or odd part does not start at zero; a
+    ground-state-only run and an asymmetric V keep the whole domain, and model.symmetry=off
+    turns it off."""
+    import jax.numpy as jnp
+
+    from pinn_cli import assemble
+
+    cases = [
+        (["potential=finite_well", "state=3"], (True,)),
+        (["potential=infinite_well", "potential.domain=[-1,2]", "state=1"], (True,)),
+        (["potential=finite_well"], ()),
+        (["potential=piecewise", "state=2"], ()),
+        (["potential=finite_well", "state=3", "model.symmetry=off"], ()),
+    ]
+    for overrides, mirror in cases:
+        cfg = config(*overrides)
+        potential = assemble.potential_from(cfg)
+        assert assemble.mirror_axes(cfg, potential, 1) == mirror, overrides
+    cfg = config("potential=harmonic", "state=3")
+    built = [assemble.build(cfg, n) for n in range(4)]
+    assert [b.problem.psi.parity for b in built] == [1, -1, 1, -1]
+    assert np.all(np.asarray(built[0].problem.x) > 0.0)  # the domain's upper half
+    x = jnp.linspace(0.05, 5.9, 9)[:, None]
+    for b, sign in zip(built, (1.0, -1.0, 1.0, -1.0)):
+        psi, params = b.problem.psi, b.state.params["net"]
+        np.testing.assert_allclose(psi(params, -x), sign * psi(params, x), rtol=1e-12, atol=1e-15)
+        # without a spread of first-layer biases, the tanh network of the centred coordinate
+        # is odd, and an even state's (N(x) + N(-x)) / 2 starts identically zero
+        assert np.max(np.abs(psi(params, x))) > 1e-3
