@@ -233,9 +233,10 @@ class ModelConfig:
     # psi = B exp(output_scale * N); null: sqrt(max V - min V) * L / 4, at least 1, so an O(1)
     # network can reach the decay exponent kappa * distance of a deep well.
     output_scale: float | None = None
-    # 2-D ground states (state=0) of a V symmetric about the box's centre along an axis:
-    # "auto" makes psi even along that axis by construction and trains on one side of it
-    # (half the domain, twice the node density); "off": the whole domain, no constraint.
+    # A V symmetric about the box's centre along an axis: "auto" makes a 2-D ground state
+    # (state=0) even along that axis, and every state k of a 1-D run with excited states
+    # (state > 0) even or odd ((-1)^k), by construction, each trained on one side of it (half
+    # the domain, twice the node density); "off": the whole domain, no constraint.
     symmetry: str = "auto"
     # Input features (x - b)_+^2 at each breakpoint b of V, so psi'' can jump where V does.
     breakpoint_features: bool = True

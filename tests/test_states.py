@@ -20,7 +20,7 @@ def run(tmp_path, *overrides):
     "potential,extra",
     [
         ("infinite_well", []),
-        ("barrier", []),
+        pytest.param("barrier", [], marks=pytest.mark.slow),
         pytest.param("finite_well", ["train.steps=2000"], marks=pytest.mark.slow),
     ],
 )
@@ -56,6 +56,7 @@ def test_found_states_are_orthogonal(tmp_path):
             assert abs(np.sum(psis[i] * psis[j]) * h) < 1e-4
 
 
+@pytest.mark.slow  # ~20 s on 2 cores
 def test_harmonic_oscillator_excited_states_share_one_compilation(tmp_path):
     """State 1 compiles the excited-state stages; state 2 (another carrier power, one more lower
     state, padded to the same shapes) runs them without compiling, and is right."""
@@ -242,6 +243,7 @@ def test_excited_states_of_a_smooth_well_carry_the_ground_state_decay(tmp_path):
         assert st["wavefunction"]["l2_error"] < 1e-4, st
 
 
+@pytest.mark.slow  # ~20 s on 2 cores
 def test_an_excited_state_starts_its_refinement_at_e_held_at_the_ritz_value(tmp_path):
     """State 1's Levenberg-Marquardt begins with SHIFT_STEPS steps (stage lm_shift) at E held
     at the Rayleigh-Ritz value the stage starts from, then E is free (stage lm); the ground
