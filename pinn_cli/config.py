@@ -236,7 +236,7 @@ class ModelConfig:
     # A V symmetric about the box's centre along an axis: "auto" makes a 2-D ground state
     # (state=0) even along that axis, and every state k of a 1-D run with excited states
     # (state > 0) even or odd ((-1)^k), by construction, each trained on one side of it (half
-    # the domain, twice the node density); "off": the whole domain, no constraint.
+    # the domain; 2-D at twice the node density, 1-D at the same); "off": the whole domain.
     symmetry: str = "auto"
     # Input features (x - b)_+^2 at each breakpoint b of V, so psi'' can jump where V does.
     breakpoint_features: bool = True

@@ -391,6 +391,8 @@ def test_symmetric_1d_runs_with_excited_states_train_each_parity_on_half_the_dom
     built = [assemble.build(cfg, n) for n in range(4)]
     assert [b.problem.psi.parity for b in built] == [1, -1, 1, -1]
     assert np.all(np.asarray(built[0].problem.x) > 0.0)  # the domain's upper half
+    whole = assemble.build(config("potential=harmonic", "state=3", "model.symmetry=off"), 1)
+    assert 2 * len(built[0].problem.x) == len(whole.problem.x)  # at the whole domain's density
     x = jnp.linspace(0.05, 5.9, 9)[:, None]
     for b, sign in zip(built, (1.0, -1.0, 1.0, -1.0)):
         psi, params = b.problem.psi, b.state.params["net"]
