@@ -274,33 +274,16 @@ def on_devices(devices: int, prob, params):
     return sharding.shard(prob, problem.POINT_FIELDS, devices), sharding.replicate(params, devices)
 
 
-def _sharpened(cfg: Config, potential, n: int, net: dict) -> dict:
-    """1-D state n > 0 starts with its first layer 1 + model.state_scale * n times sharper."""
-    from . import model
-
-    if n == 0 or potential.box.dim != 1 or cfg.model.state_scale == 0:
-        return net
-    return model.scale_first_layer(net, 1.0 + cfg.model.state_scale * n)
-
-
-def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=None) -> Built:
-    """Potential, grid, network, problem and plan for state n, with its initial training state.
-    `lower`: the states below n on the grid, W-orthonormal; `carrier`: a model.Carrier for
-    excited states (the trained ground state's decay). With train.ensemble = K > 1 the
-    state's leaves carry a leading member axis of size K."""
+def trial_function(cfg: Config, potential, n: int, carrier, dtype):
+    """State n's trial function and its initial network parameters: with a mirror axis in 1-D
+    the output symmetrised (`mirror.symmetrised`), an even state's first-layer biases spread
+    (`model.spread_first_layer`); a 1-D state n > 0 with its first layer 1 +
+    model.state_scale * n times sharper."""
     import jax
 
-    jax.config.update("jax_enable_x64", cfg.precision == "float64")
-    import jax.numpy as jnp
+    from . import ensemble, model
 
-    from . import ensemble, model, problem, train
-
-    dtype = jnp.float64 if cfg.precision == "float64" else jnp.float32
-    if cfg.train.devices > 1:
-        check_devices(cfg.train.devices)
-    potential = potential_from(cfg)
-    m = cfg.model
-    mirror = mirror_axes(cfg, potential, n)
+    m, mirror = cfg.model, mirror_axes(cfg, potential, n)
     psi, net = model.make_trial_function(
         box=potential.box,
         width=m.width,
@@ -317,9 +300,33 @@ def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=N
         odd=_odd(cfg, potential, n, mirror),
         mirror_output=potential.dim == 1 and bool(mirror),
     )
+    if psi.mirror_output and psi.parity == 1:
+        net = model.spread_first_layer(net, jax.random.fold_in(jax.random.key(cfg.seed), 7919 + n))
+    if n > 0 and potential.box.dim == 1 and m.state_scale != 0:
+        net = model.scale_first_layer(net, 1.0 + m.state_scale * n)
+    return psi, net
+
+
+def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=None) -> Built:
+    """Potential, grid, network, problem and plan for state n, with its initial training state.
+    `lower`: the states below n on the grid, W-orthonormal; `carrier`: a model.Carrier for
+    excited states (the trained ground state's decay). With train.ensemble = K > 1 the
+    state's leaves carry a leading member axis of size K."""
+    import jax
+
+    jax.config.update("jax_enable_x64", cfg.precision == "float64")
+    import jax.numpy as jnp
+
+    from . import problem, train
+
+    dtype = jnp.float64 if cfg.precision == "float64" else jnp.float32
+    if cfg.train.devices > 1:
+        check_devices(cfg.train.devices)
+    potential = potential_from(cfg)
+    psi, net = trial_function(cfg, potential, n, carrier, dtype)
     prob = problem.make_problem(
         psi,
-        rule_from(cfg, potential, mirror),
+        rule_from(cfg, potential, psi.mirror),
         potential,
         fixed_energy=fixed_energy(cfg, potential, n),
         normalization=cfg.loss.normalization,
@@ -327,12 +334,9 @@ def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=N
         dtype=dtype,
         lower=None if lower is None else lower.padded(cfg.state),
         first_stage="ritz" if n > 0 else "residual",
-        slope_recovery=float(m.slope_recovery),
+        slope_recovery=float(cfg.model.slope_recovery),
         target=coarse_level(cfg, potential, n),
     )
-    if psi.mirror_output and psi.parity == 1:
-        net = model.spread_first_layer(net, jax.random.fold_in(jax.random.key(cfg.seed), 7919 + n))
-    net = _sharpened(cfg, potential, n, net)
     params = problem.init_params(prob, net, cfg.energy.init if n == 0 else None, cfg.train.ensemble)
     if cfg.train.devices > 1:
         prob, params = on_devices(cfg.train.devices, prob, params)
