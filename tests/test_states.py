@@ -400,3 +400,17 @@ def test_symmetric_1d_runs_with_excited_states_train_each_parity_on_half_the_dom
         # without a spread of first-layer biases, the tanh network of the centred coordinate
         # is odd, and an even state's (N(x) + N(-x)) / 2 starts identically zero
         assert np.max(np.abs(psi(params, x))) > 1e-3
+
+
+@pytest.mark.slow  # ~30 s on 2 cores, most of it compilation
+def test_six_states_of_the_infinite_well_on_a_small_budget(tmp_path):
+    """States 0-5 of the infinite well on [0, 1] with 1000 Adam and 300 LM steps each: every
+    energy within 1e-8 of (n + 1)^2 pi^2, psi within 1e-6, n nodes and parity (-1)^n."""
+    s = run(tmp_path, "potential=infinite_well", "state=5")
+    for st in s["states"]:
+        n = st["n"]
+        exact = (n + 1) ** 2 * np.pi**2
+        assert abs(st["energy"]["estimate"] - exact) <= 1e-8 * exact, st
+        assert st["wavefunction"]["l2_error"] <= 1e-6, st
+        assert st["nodes"] == n and st["parity"] == ("even" if n % 2 == 0 else "odd"), st
+    assert [st["n"] for st in s["states"]] == list(range(6))
