@@ -51,6 +51,9 @@ def plan_from(cfg: Config):
         refine_steps=o.refine_steps if o.refine != "none" else 0,
         refine_tol=o.refine_tol,
         refine_window=o.refine_window,
+        refine_extra=(o.refine_steps if o.refine_extra is None else o.refine_extra)
+        if o.refine != "none"
+        else 0,
         settle_tol=o.settle_tol,
         solver=o.solver,
         geodesic=o.geodesic,
@@ -136,14 +139,6 @@ def state_parity(cfg: Config, potential, n: int) -> int | None:
     return -1 if potential.dim == 1 and n % 2 else 1
 
 
-def _odd(cfg: Config, potential, n: int, mirror: tuple[bool, ...]) -> tuple[float, ...]:
-    """The trial function's `odd` factors: for a 1-D run with parity, 1.0 for the odd states and
-    0.0 for the even ones (one program for both); () otherwise."""
-    if potential.dim != 1 or not mirror:
-        return ()
-    return (1.0 if state_parity(cfg, potential, n) == -1 else 0.0,)
-
-
 def mirrored(box, mirror: tuple[bool, ...]):
     """The half of `box` on the upper side of the centre of each mirror axis (its breakpoints
     and corners there): where training needs nodes when psi is even along those axes."""
@@ -165,8 +160,9 @@ def rule_from(cfg: Config, potential, mirror: tuple[bool, ...] = ()):
     """The training rule; with mirror axes, on the half box (`mirrored`). A 2-D half box gets
     as many nodes per axis as the whole one would (twice the density along each mirror axis:
     its corner and wall layers need them); a 1-D one half of them, the whole domain's density,
-    since its states evaluate the network twice per node (`mirror.symmetrised`): on the
-    barrier's ten states that was 7% faster at the same errors (docs/results.md)."""
+    since its states evaluate the network twice per node (`mirror.symmetrised`): the double
+    well's ten states took 30.8 s that way against 62.1 s with the whole count, at the same
+    errors (docs/results.md, "Ten states")."""
     from . import quadrature
 
     points = cfg.train.points
@@ -284,6 +280,7 @@ def trial_function(cfg: Config, potential, n: int, carrier, dtype):
     from . import ensemble, model
 
     m, mirror = cfg.model, mirror_axes(cfg, potential, n)
+    parity = state_parity(cfg, potential, n) if potential.dim == 1 else None
     psi, net = model.make_trial_function(
         box=potential.box,
         width=m.width,
@@ -297,8 +294,9 @@ def trial_function(cfg: Config, potential, n: int, carrier, dtype):
         radius=getattr(potential, "radius", None),
         carrier=carrier,
         mirror=mirror,
-        odd=_odd(cfg, potential, n, mirror),
-        mirror_output=potential.dim == 1 and bool(mirror),
+        # a leaf (1.0 odd, 0.0 even), so that the even and odd states share one program
+        odd=() if parity is None else (1.0 if parity == -1 else 0.0,),
+        mirror_output=parity is not None,
     )
     if psi.mirror_output and psi.parity == 1:
         net = model.spread_first_layer(net, jax.random.fold_in(jax.random.key(cfg.seed), 7919 + n))

@@ -302,6 +302,10 @@ class OptimConfig:
     # > refine_tol (refine_steps is the ceiling), as when the energy has settled at rounding
     refine_tol: float = 1e-15
     refine_window: int = 10
+    # The last refinement stage may run up to this many steps past refine_steps while its loss
+    # still falls by 1.5x per 100 steps (an oscillator's upper states converge linearly);
+    # null: as many as refine_steps, 0: never
+    refine_extra: int | None = None
     # ... or once the Rayleigh quotient has held still to this relative tolerance over 50 steps
     # and E agrees with it to 1e-8 (0: never); the loss keeps falling after that as psi sharpens
     settle_tol: float = 1e-13

@@ -232,7 +232,7 @@ def _train_states(cfg: Config, frame: Frame, resume: bool):
         built = build(cfg, n, basis.lower(parity) if basis else None, _carrier(cfg, runs))
         basis = basis or Basis(np.asarray(built.problem.w, float))
         if n == 0 and parity is not None:
-            _log_parity(built.problem.psi.mirror, cfg.state)
+            _log_parity(built.problem.psi.mirror, cfg.state, built.problem.x.shape[0])
         result = train_one(cfg, n, built, frame, resume)
         runs.append(StateRun(n, built, result))
         if result.status != "completed" or cfg.train.ensemble > 1 or n == cfg.state:
@@ -241,14 +241,15 @@ def _train_states(cfg: Config, frame: Frame, resume: bool):
     return runs, basis
 
 
-def _log_parity(mirror: tuple[bool, ...], top: int) -> None:
+def _log_parity(mirror: tuple[bool, ...], top: int, nodes: int) -> None:
     axes = " and ".join("xy"[i] for i, m in enumerate(mirror) if m)
     which = "each state n with parity (-1)^n" if top > 0 else "state 0 even"
     log.info(
         "V is symmetric about the domain's centre in %s: %s there by construction, training "
-        "nodes on the upper half",
+        "on %d nodes of the upper half",
         axes,
         which,
+        nodes,
     )
 
 

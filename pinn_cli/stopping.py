@@ -19,6 +19,23 @@ def stalled(earlier: list, since: int, total, tol: float, alive) -> bool:
     return bool(np.all(stalled[alive]))
 
 
+EXTEND_WINDOW = 100  # steps over which a refinement past its budget must lower the loss
+EXTEND_FACTOR = 1.5  # by this factor
+
+
+def still_falling(earlier: list, since: int, total, alive) -> bool:
+    """The loss of some live member is below 1/EXTEND_FACTOR of what it was at the last block
+    that ended at or before step `since` (EXTEND_WINDOW steps ago): the refinement is still
+    converging at a useful rate, so a stage at its budget may run on (`optim.refine_extra`).
+    The upper states of an oscillator end their 800 LM steps with the loss falling 7x per 200
+    steps; states at rounding fall by a few percent."""
+    before = [loss for step, loss in earlier if step <= since]
+    if not before:
+        return False
+    falling = np.isfinite(total) & (total * EXTEND_FACTOR < before[-1])
+    return bool(np.any(falling[alive]))
+
+
 SETTLE_WINDOW = 50  # steps over which the Rayleigh quotient must hold still for _settled
 AGREE_TOL = 1e-8  # relative agreement of the learned E and the quotient that _settled asks
 

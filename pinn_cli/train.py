@@ -28,6 +28,7 @@ from .problem import Problem
 from .programs import diagnostics_program, make_stages
 from .stopping import settled as _settled
 from .stopping import stalled as _stalled
+from .stopping import still_falling as _still_falling
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class Plan:
     refine_steps: int = 300
     refine_tol: float = 1e-15
     refine_window: int = 10  # steps over which the refinement must lower the loss by refine_tol
+    # Steps the last refinement stage may run past its budget while its loss still falls by
+    # stopping.EXTEND_FACTOR per stopping.EXTEND_WINDOW steps (stopping.still_falling)
+    refine_extra: int = 0
     # The refinement also stops once the Rayleigh quotient has moved less than this relative
     # tolerance over 50 steps and E agrees with it to 1e-8 (stopping.settled; 0: never)
     settle_tol: float = 0.0
@@ -83,6 +87,7 @@ class FitResult:
     last_step_at: float | None = None  # perf_counter() when the last compiled block ended
     train_s: float = 0.0  # seconds inside compiled training blocks (compilation excluded)
     solvers: dict[str, str] = field(default_factory=dict)  # stage -> its linear solver
+    extended_by: int = 0  # steps the last refinement ran past its budget (Plan.refine_extra)
 
 
 @dataclass
@@ -151,14 +156,19 @@ def fit(
     loop.t0 = loop.t0 if callbacks.clock is None else callbacks.clock
     _compile_ahead(loop, stages, state)
     offset = 0
-    for stage, n_steps in stages:
-        state = _run_stage(loop, stage, offset, n_steps, state)
+    for i, (stage, n_steps) in enumerate(stages):
+        extra = plan.refine_extra if i == len(stages) - 1 and stage.converges else 0
+        state = _run_stage(loop, stage, offset, n_steps, state, extra)
         offset += n_steps
         if result.status != "completed":
             break
     result.params = state.params
     if result.status == "completed" and not result.stop_reason:
         result.stop_reason = "all steps done"
+    if result.extended_by:
+        result.stop_reason += (
+            f" ({result.extended_by} steps past the budget, the loss still falling)"
+        )
     return result
 
 
@@ -191,8 +201,11 @@ def _compile_ahead(loop: _Loop, stages: list[tuple[Stage, int]], state: TrainSta
     threading.Thread(target=rest, name="compile-ahead", daemon=True).start()
 
 
-def _run_stage(loop: _Loop, stage: Stage, offset: int, n_steps: int, state: TrainState):
-    end = offset + n_steps
+def _run_stage(loop: _Loop, stage: Stage, offset: int, n_steps: int, state: TrainState, extra=0):
+    """Run one stage from the state's step to offset + n_steps; a stage given `extra` steps
+    (the last refinement) runs on past that, a block at a time, while its loss still falls
+    fast (stopping.still_falling), to at most offset + n_steps + extra."""
+    end, ceiling = offset + n_steps, offset + n_steps + extra
     if stage.enter is not None and int(state.step) == offset and n_steps > 0:
         state = state.replace(params=stage.enter(loop.problem, state.params))
     blocks = _Blocks(stage, loop.problem, loop.result)
@@ -217,6 +230,8 @@ def _run_stage(loop: _Loop, stage: Stage, offset: int, n_steps: int, state: Trai
             return state  # the last good state
         state = _keep_alive(state, new, alive, stage.name, loop.result.diverged_at)
         energies.append((int(new.step), _record(loop, stage, offset, state, total, terms)))
+        if int(new.step) == end < ceiling:
+            end = _extended(loop, end, ceiling, size, earlier, total, alive)
         stop = loop.callbacks.stop_requested()
         settled = stage.converges and _settled(energies, loop.plan.settle_tol, alive)
         converged = settled or (
@@ -238,6 +253,16 @@ def _run_stage(loop: _Loop, stage: Stage, offset: int, n_steps: int, state: Trai
     if blocks.steps:
         loop.result.ms_per_step[stage.name] = 1e3 * blocks.seconds / blocks.steps
     return state
+
+
+def _extended(loop: _Loop, end: int, ceiling: int, size: int, earlier, total, alive) -> int:
+    """The stage's new end: one block further while the loss still falls fast, else `end`."""
+    from .stopping import EXTEND_WINDOW
+
+    if not _still_falling(earlier, end - EXTEND_WINDOW, total, alive):
+        return end
+    loop.result.extended_by += min(size, ceiling - end)
+    return min(end + size, ceiling)
 
 
 class _Blocks:

@@ -57,6 +57,7 @@ RANGES = (
     ),
     (r"optim\.refine_tol", 0.0, 1.0, "a relative decrease of the loss"),
     (r"optim\.refine_window", 1, 1_000_000, "steps of the refinement stage"),
+    (r"optim\.refine_extra", 0, 1_000_000, "steps past optim.refine_steps"),
     (r"optim\.settle_tol", 0.0, 1.0, "a relative change of the Rayleigh quotient"),
     (r"optim\.cg_tol", 0.0, 1.0, "a fraction of the right-hand side's norm"),
     (r"optim\.cg_iters", 1, 10_000, "conjugate-gradient iterations per step"),

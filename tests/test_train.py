@@ -277,6 +277,41 @@ def test_settled_needs_the_rayleigh_quotient_to_hold_still_and_e_to_agree_with_i
     assert not stopping.settled([(2050, {"loss": np.array([1.0])})], 1e-13, alive[:1])
 
 
+def test_still_falling_asks_for_a_fast_fall_over_the_window_by_any_live_member():
+    """The refinement may run past its budget only while some live member's loss is below
+    1/EXTEND_FACTOR of its value EXTEND_WINDOW steps earlier."""
+    alive = np.array([True, True])
+    window, factor = stopping.EXTEND_WINDOW, stopping.EXTEND_FACTOR
+    earlier = [(2000, np.array([1e-8, 1e-20])), (2000 + window // 2, np.array([5e-9, 1e-20]))]
+    since = 2000  # a window before the block that ends at step 2000 + window
+    fast = np.array([0.9e-8 / factor, 1e-20])
+    slow = np.array([1.1e-8 / factor, 1e-20])
+    assert stopping.still_falling(earlier, since, fast, alive)
+    assert not stopping.still_falling(earlier, since, slow, alive)
+    assert not stopping.still_falling(earlier, since, fast, np.array([False, True]))
+    assert not stopping.still_falling(earlier, since - 1, fast, alive)  # nothing that early
+    assert not stopping.still_falling(earlier, since, np.array([np.nan, 1e-20]), alive)
+
+
+def test_a_refinement_still_converging_at_its_budget_runs_on_to_its_ceiling(tmp_path):
+    """150 LM steps after a short Adam stage end with the loss falling fast: with
+    optim.refine_extra the stage runs on past its budget (and says so), never beyond the
+    ceiling; without it, it stops at the budget."""
+    short = (
+        "potential=finite_well",
+        "train.steps=200",
+        "optim.refine_steps=150",
+        "checks.strict=false",
+    )
+    plain = run(tmp_path / "plain", *short, "optim.settle_tol=0", "optim.refine_extra=0")
+    assert plain["steps"] == 350
+    assert plain["states"][0]["stop_reason"] == "all steps done"
+    more = run(tmp_path / "more", *short, "optim.settle_tol=0", "optim.refine_extra=100")
+    assert 350 < more["steps"] <= 450
+    assert "past the budget" in more["states"][0]["stop_reason"]
+    assert more["energy"]["rel_error"] < plain["energy"]["rel_error"]
+
+
 def test_the_refinement_stops_once_e_has_settled(tmp_path):
     """The infinite well's E settles at rounding long before the LM budget ends: the stage
     stops, says why, and E is within the tolerance it stopped at."""
