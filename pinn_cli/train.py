@@ -26,6 +26,7 @@ from .compiling import Ahead, Interrupted, compile_interruptibly
 from .optim import Stage, signature
 from .problem import Problem
 from .programs import diagnostics_program, make_stages
+from .stopping import EXTEND_WINDOW
 from .stopping import settled as _settled
 from .stopping import stalled as _stalled
 from .stopping import still_falling as _still_falling
@@ -257,8 +258,6 @@ def _run_stage(loop: _Loop, stage: Stage, offset: int, n_steps: int, state: Trai
 
 def _extended(loop: _Loop, end: int, ceiling: int, size: int, earlier, total, alive) -> int:
     """The stage's new end: one block further while the loss still falls fast, else `end`."""
-    from .stopping import EXTEND_WINDOW
-
     if not _still_falling(earlier, end - EXTEND_WINDOW, total, alive):
         return end
     loop.result.extended_by += min(size, ceiling - end)
