@@ -57,6 +57,9 @@ def test_two_devices_give_the_one_device_states(tmp_path):
         "train.points=99",
         "train.steps=600",
         "optim.refine_steps=150",
+        # step for step: whether a stage runs past its budget is a threshold on the loss, which
+        # the two reduction orders can put on either side (one block more: psi 4.5e-9 vs 5.4e-9)
+        "optim.refine_extra=0",
     )
     assert one.shape == two.shape == (2, 2)
     np.testing.assert_allclose(two[:, 0], one[:, 0], rtol=1e-11)
