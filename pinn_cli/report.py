@@ -239,6 +239,44 @@ def load_job(folder: Path, sweep: Path) -> Job:
     return Job(folder, _relative(folder, sweep), _int(num), overrides, None, status, error)
 
 
+def members_of(job: Job) -> list[Job]:
+    """A completed ensemble job (`train.ensemble=K`: seeds seed..seed+K-1 trained in one
+    process, the way a study batches its seeds) as its K networks, one Job per member read from
+    its `members/<i>/summary.json`, with the member's seed as its `seed` override, so the tables
+    and figures treat them as the seeds they are. Each member's `timing.wall_s` is the job's
+    wall time over K (what one network cost); the ensemble's size and spread stay in its
+    columns. Any other job, or one whose member summaries are missing, is itself."""
+    ensemble = dig(job.summary, ("ensemble",)) if job.completed else None
+    members = ensemble.get("members") if isinstance(ensemble, dict) else None
+    if not isinstance(members, list) or not members:
+        return [job]
+    out = []
+    for entry in members:
+        folder = job.folder / str(entry.get("dir", ""))
+        try:
+            summary = json.loads((folder / SUMMARY).read_text())
+        except (OSError, json.JSONDecodeError, TypeError):
+            return [job]
+        if not isinstance(summary, dict):
+            return [job]
+        wall = finite(dig(job.summary, ("timing", "wall_s")))
+        timing = {**(summary.get("timing") or {})}
+        timing["wall_s"] = None if wall is None else wall / len(members)
+        summary = {**summary, "timing": timing, "ensemble": _spread(ensemble)}
+        seed = entry.get("seed", summary.get("seed"))
+        status = str(summary.get("status") or "unknown")
+        error = None if status == "completed" else summary.get("stop_reason") or f"status {status}"
+        overrides = {**job.overrides, SEED: str(seed)}
+        name = f"{job.name}/{entry.get('dir')}"
+        out.append(Job(folder, name, job.num, overrides, summary, status, error))
+    return out
+
+
+def _spread(ensemble: dict) -> dict:
+    """The ensemble's size and energy spread, for its members' rows."""
+    return {"size": ensemble.get("size"), "energy": {"std": dig(ensemble, ("energy", "std"))}}
+
+
 def _message(line: str) -> str:
     match = LOG_LINE.match(line)
     return match.group(3) if match else line.strip()
@@ -275,7 +313,7 @@ def load_sweep(sweep: Path) -> list[Job]:
             f"{sweep} is not a sweep folder: no subfolder has .hydra/ "
             f"(pinn-run -m writes multirun/DATE/TIME/N/)"
         )
-    jobs = [load_job(folder, sweep) for folder in folders]
+    jobs = [one for folder in folders for one in members_of(load_job(folder, sweep))]
     return sorted(jobs, key=lambda j: (j.num is None, j.num if j.num is not None else 0, j.name))
 
 

@@ -566,6 +566,56 @@ def test_report_shows_the_spread_of_ensemble_jobs(tmp_path):
     assert "ensemble.size" not in read_csv(plain / "summary.csv")[0]
 
 
+def ensemble_job(sweep, num, overrides, rels, seed0=0, members_written=True):
+    """A job of `train.ensemble=len(rels)` whose member i (seed seed0 + i) reached rels[i]."""
+    members = [
+        {"member": i, "seed": seed0 + i, "status": "completed", "dir": f"members/{i}"}
+        for i in range(len(rels))
+    ]
+    whole = {
+        **summary(min(rels)),
+        "timing": {"wall_s": 12.0, "ms_per_step": 0.5},
+        "ensemble": {"size": len(rels), "energy": {"std": 1e-9}, "members": members},
+    }
+    job = fake_job(sweep, num, overrides, whole)
+    if members_written:
+        for i, rel in enumerate(rels):
+            (job / "members" / str(i)).mkdir(parents=True)
+            own = {**summary(rel), "seed": seed0 + i, "timing": {"ms_per_step": 0.5}}
+            (job / "members" / str(i) / "summary.json").write_text(json.dumps(own))
+    return job
+
+
+def test_report_counts_an_ensemble_job_as_its_seeds(tmp_path, capsys):
+    """A study with its seeds batched (seed=0 train.ensemble=3) reads like the same study with
+    one job per seed: a row per network with its own seed and errors."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    ensemble_job(sweep, 0, ["model.width=8", "seed=0", "train.ensemble=3"], [3e-4, 1e-4, 2e-4])
+    ensemble_job(sweep, 1, ["model.width=16", "seed=0", "train.ensemble=3"], [2e-6, 8e-6, 4e-6])
+    assert report.main([str(sweep)]) == 0
+    assert "6 jobs, 6 completed" in capsys.readouterr().out
+    rows = read_csv(sweep / "summary.csv")
+    assert [(r["model.width"], r["seed"]) for r in rows] == [
+        (w, s) for w in ("8", "16") for s in ("0", "1", "2")
+    ]
+    assert [float(r["energy.rel_error"]) for r in rows] == [3e-4, 1e-4, 2e-4, 2e-6, 8e-6, 4e-6]
+    assert {float(r["wall_s"]) for r in rows} == {4.0}  # the job's 12 s over its 3 networks
+    assert {r["ensemble.size"] for r in rows} == {"3"}
+    seeds = md_section((sweep / "report.md").read_text(), "Across seeds")
+    assert [(r["model.width"], r["seeds"]) for r in seeds] == [("16", "3"), ("8", "3")]
+    assert float(seeds[0]["median E rel. error"]) == pytest.approx(4e-6)
+    assert float(seeds[1]["max"]) == pytest.approx(3e-4)
+
+
+def test_an_ensemble_job_without_its_member_summaries_stays_one_row(tmp_path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    ensemble_job(sweep, 0, ["train.ensemble=2"], [1e-6, 3e-6], members_written=False)
+    jobs = report.load_sweep(sweep)
+    assert [(j.name, j.value("energy.rel_error")) for j in jobs] == [("0", 1e-6)]
+
+
 def test_report_lists_suspect_jobs_in_their_own_section(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     sweep.mkdir()
