@@ -174,8 +174,44 @@ def rule_from(cfg: Config, potential, mirror: tuple[bool, ...] = ()):
     if cfg.train.collocation == "gauss":
         least = min_per_piece(potential, points)
         shares = node_shares(potential)
-        return quadrature.gauss(box, points, least, shares=shares)
+        layers = decay_layers(potential, box, cfg.state)
+        return quadrature.gauss(box, points, least, shares=shares, layers=layers)
     return quadrature.uniform(box, points)
+
+
+DECAY_DEPTH = 7.0  # a decay layer is this many decay lengths 1 / kappa deep: psi falls by e^-7
+
+
+def decay_layers(potential, box, state: int):
+    """Per axis of a 2-D piecewise-constant V, per piece of `box`: how deep psi decays into it
+    from each neighbouring piece, (from its lower end, from its upper end), for
+    `quadrature.gauss`. A piece is forbidden when V is above state `state`'s coarse energy E
+    over the whole strip it spans (V is constant on each cell of the breakpoints' grid, so its
+    centres decide), and psi decays into it from an allowed neighbour within DECAY_DEPTH /
+    kappa, kappa = sqrt(min V - E). Beyond that layer psi is below e^-7 of its value at the
+    jump: the far part keeps a few nodes, the layer and the allowed pieces get the rest. Deep
+    square wells need it: V0 = 200 went from E 4e-7, psi 1e-4 to 2e-9, 7e-6 with the same 2500
+    nodes (docs/results.md). None for 1-D, smooth V and the disk."""
+    if potential.dim != 2 or not potential.piecewise_constant or len(box.intervals) != 2:
+        return None
+    if not any(box.breakpoints):
+        return None
+    energy = float(_coarse_spectrum(potential, state + 1)[0][state])
+    centres = [[0.5 * (a + b) for a, b in box.pieces(axis)] for axis in range(2)]
+    gx, gy = np.meshgrid(*centres, indexing="ij")
+    cells = np.asarray(potential.fn(gx, gy) + 0.0 * gx, float)  # (x pieces, y pieces)
+    out = []
+    for axis in range(2):
+        lowest = cells.min(axis=1 - axis)
+        allowed = lowest <= energy
+        depths = []
+        for i, v in enumerate(lowest):
+            depth = 0.0 if allowed[i] else DECAY_DEPTH / np.sqrt(v - energy)
+            low = depth if i > 0 and allowed[i - 1] else 0.0
+            high = depth if i + 1 < len(lowest) and allowed[i + 1] else 0.0
+            depths.append((float(low), float(high)))
+        out.append(tuple(depths))
+    return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -71,26 +71,55 @@ def gauss_pieces(pieces, counts) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs), np.concatenate(ws)
 
 
-def _split(pieces, total: int, min_per_piece: int) -> np.ndarray:
-    """About `total` nodes over the pieces, in proportion to their lengths."""
+def _split(pieces, total: int, min_per_piece: int, far=()) -> np.ndarray:
+    """About `total` nodes over the pieces, in proportion to their lengths; the `far` ones (a
+    flag per piece) get `min_per_piece` each and no share of the rest."""
     lengths = np.array([b - a for a, b in pieces])
-    return np.maximum(min_per_piece, np.round(total * lengths / lengths.sum()).astype(int))
+    far = np.array(far or [False] * len(pieces), dtype=bool)
+    counts = np.full(len(pieces), min_per_piece)
+    rest = max(total - min_per_piece * int(far.sum()), 0)
+    share = np.round(rest * lengths[~far] / lengths[~far].sum()).astype(int)
+    counts[~far] = np.maximum(min_per_piece, share)
+    return counts
 
 
-def gauss(box: Box, total: int, min_per_piece: int = 8, shares=None) -> Rule:
+def gauss(box: Box, total: int, min_per_piece: int = 8, shares=None, layers=None) -> Rule:
     """About `total` Gauss-Legendre nodes in all, split on each axis by piece length: total^(1/d)
     per axis, or with `shares` (one positive number per axis) per-axis counts in proportion to
-    them (their product still about `total`)."""
+    them (their product still about `total`). `layers`: per axis, per piece, the depths
+    (from its lower end, from its upper end; 0 for none) of the layers into which psi decays
+    from a neighbouring piece (`with_layers`)."""
     per_axis = [max(1, round(total ** (1.0 / box.dim)))] * box.dim
     if shares is not None:
         mean = math.prod(shares) ** (1.0 / box.dim)
         per_axis = [max(1, round(total ** (1.0 / box.dim) * s / mean)) for s in shares]
     axes = []
     for axis in range(box.dim):
-        pieces = box.pieces(axis)
-        counts = _split(pieces, per_axis[axis], min_per_piece)
+        pieces, far = box.pieces(axis), ()
+        if layers is not None:
+            pieces, far = with_layers(pieces, layers[axis])
+        counts = _split(pieces, per_axis[axis], min_per_piece, far)
         axes.append(gauss_pieces(pieces, counts))
     return tensor(axes)
+
+
+def with_layers(pieces, depths) -> tuple[tuple[Interval, ...], tuple[bool, ...]]:
+    """The pieces with each decay layer cut off as a piece of its own, and per piece whether it
+    is the far part beyond the layers (where psi has decayed by exp(-depth * kappa)). A piece
+    is cut only where that far part is at least as long as its layers: below that, spreading
+    the nodes by length already puts them in the layer."""
+    out, far = [], []
+    for (a, b), (low, high) in zip(pieces, depths):
+        c, d = a + low, b - high
+        if (low or high) and d - c >= max(low, high):
+            near = [(a, c)] if low else []
+            top = [(d, b)] if high else []
+            out += [*near, (c, d), *top]
+            far += [False] * len(near) + [True] + [False] * len(top)
+        else:
+            out.append((a, b))
+            far.append(False)
+    return tuple(out), tuple(far)
 
 
 def gauss_fixed(box: Box, per_piece: int) -> Rule:

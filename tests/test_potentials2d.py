@@ -272,6 +272,46 @@ def test_a_smooth_potential_gives_its_narrow_axis_more_nodes():
     assert assemble.node_shares(make_potential("finite_well2d")) is None
 
 
+def test_a_deep_well_s_nodes_follow_psi_s_decay_into_its_walls():
+    """Outside a deep square well psi decays as exp(-kappa d), kappa^2 = V0 - E: the rule cuts
+    each outer piece DECAY_DEPTH / kappa from the wall and gives the far part only the fewest
+    nodes a piece gets, so the well and the layer get the rest. A shallow well (the default
+    V0 = 50, its layer most of the outer piece) keeps nodes spread by length alone."""
+    from pinn_cli import assemble
+
+    deep = make_potential("finite_well2d", V0=500.0)
+    energy = deep.spectrum(1).energies[0]  # the reference, not the rule's coarse estimate
+    kappa = np.sqrt(500.0 - energy)
+    half = assemble.mirrored(deep.box, (True, True))  # [0, 2] on each axis, the wall at 0.5
+    layers = assemble.decay_layers(deep, half, 0)
+    for axis in range(2):
+        pieces, far = quadrature.with_layers(half.pieces(axis), layers[axis])
+        assert far == (False, False, True)
+        assert pieces[1][0] == 0.5
+        assert pieces[1][1] - 0.5 == pytest.approx(assemble.DECAY_DEPTH / kappa, rel=1e-3)
+    rule = quadrature.gauss(half, 2500, 8, layers=layers)
+    x = np.unique(rule.x[:, 0])
+    assert len(x) == 50 and np.sum(x > 0.5 + assemble.DECAY_DEPTH / kappa) == 8
+    assert np.sum(x < 0.5) > 50 * 0.5 / 2.0  # more than by length: the well's share grew
+    assert rule.w.sum() == pytest.approx(4.0, rel=1e-12)
+
+    shallow = make_potential("finite_well2d")
+    half = assemble.mirrored(shallow.box, (True, True))
+    layers = assemble.decay_layers(shallow, half, 0)
+    plain = quadrature.gauss(half, 2500, 8)
+    np.testing.assert_array_equal(quadrature.gauss(half, 2500, 8, layers=layers).x, plain.x)
+
+
+def test_a_barrier_between_two_allowed_pieces_gets_a_layer_from_each_side():
+    pieces, far = quadrature.with_layers(
+        ((0.0, 1.0), (1.0, 3.0), (3.0, 4.0)), ((0.0, 0.0), (0.4, 0.4), (0.0, 0.0))
+    )
+    assert pieces == ((0.0, 1.0), (1.0, 1.4), (1.4, 2.6), (2.6, 3.0), (3.0, 4.0))
+    assert far == (False, False, True, False, False)
+    # a layer deeper than the far part beyond it leaves the piece whole
+    assert quadrature.with_layers(((0.0, 1.0),), ((0.6, 0.0),)) == (((0.0, 1.0),), (False,))
+
+
 @pytest.mark.parametrize(
     "overrides, mirror",
     [
