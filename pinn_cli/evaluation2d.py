@@ -7,6 +7,7 @@ largest principal angle between their span and that eigenspace. NumPy arrays in,
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import numpy as np
@@ -51,6 +52,11 @@ def subspace_error(w: np.ndarray, learned: np.ndarray, reference: np.ndarray) ->
     return float(min(np.linalg.norm(rest, 2), 1.0))
 
 
+# one reference solve at a time: the run computes it during training (experiment.Frame.preload)
+# and judging, asking for the same, waits for it and then finds it in the potential's cache
+_SPECTRUM_LOCK = threading.Lock()
+
+
 def spectrum_for(potential, count: int):
     """The reference spectrum with enough states that the level of state count-1 is whole: one
     state more than learned, doubled while the last of them may still belong to that level (a
@@ -58,7 +64,7 @@ def spectrum_for(potential, count: int):
     inside a higher level, which the solver warns of: that level is not judged, so the warning
     is silenced here."""
     k = count + 1
-    with warnings.catch_warnings():
+    with _SPECTRUM_LOCK, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*ends inside a degenerate level")
         while True:
             spectrum = potential.spectrum(k)

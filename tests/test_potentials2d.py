@@ -346,3 +346,32 @@ def test_ground_states_of_mirror_symmetric_wells_train_on_half_the_domain(overri
         # exact on the half box: a polynomial in the well and outside it, integrated piecewise
         area = np.prod([(x1 - x0) / (2 if mirror[0] else 1), (y1 - y0) / (2 if mirror[1] else 1)])
         assert np.sum(rule.w) == pytest.approx(area, rel=1e-13)
+
+
+def test_the_reference_computed_during_training_is_the_one_judging_uses():
+    """A 2-D run solves its reference in the preload thread while it trains; judging, asking
+    for the same spectrum meanwhile, waits for that solve instead of starting its own."""
+    import functools
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from pinn_cli import evaluation2d, experiment
+
+    calls, started = [], threading.Event()
+
+    class Slow:
+        @functools.lru_cache(maxsize=4)  # noqa: B019 (one instance, as potentials cache)
+        def spectrum(self, k):
+            calls.append(k)
+            started.set()
+            time.sleep(0.3)
+            return SimpleNamespace(energies=np.arange(1.0, k + 1.0))
+
+    potential = Slow()
+    frame = SimpleNamespace(preloading=None, reference=(potential, 3))
+    experiment.Frame.preload(frame)
+    assert started.wait(30.0)  # the preload thread is inside the solve
+    spectrum = evaluation2d.spectrum_for(potential, 3)
+    assert calls == [4] and list(spectrum.energies) == [1.0, 2.0, 3.0, 4.0]
+    frame.preloading.join(5.0)
