@@ -78,6 +78,7 @@ CASES_2D: list[tuple[str, list[str]]] = [
     ("finite_well2d", ["potential.V0=1"]),
     ("finite_well2d", ["potential.V0=200"]),
     ("finite_well2d", ["potential.V0=500"]),
+    ("finite_well2d", ["potential.V0=500", "potential.width=0.4"]),
     ("finite_well2d", ["potential.V0=100", "potential.width=2.0"]),
     ("finite_well2d", ["potential.width=0.4"]),
     ("finite_well2d", ["potential.width=0.8"]),

@@ -288,6 +288,10 @@ class TrainConfig:
     keep_checkpoints: int = 3
     # K > 1: K networks from seeds seed..seed+K-1, trained side by side in one vmapped program.
     ensemble: int = 1
+    # "coarse": a 2-D ground state of a piecewise-constant V starts with its network fitted
+    # to the coarse reference state and learned E at its energy (warm_start.py); "random":
+    # from the network's initialisation, as every other state does
+    start: str = "coarse"
     # N > 1: the collocation points split over N devices (GPUs; on CPU, host devices made by
     # XLA_FLAGS=--xla_force_host_platform_device_count=N), parameters replicated (sharding.py)
     devices: int = 1

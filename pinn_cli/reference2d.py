@@ -243,12 +243,19 @@ def coarse_energies(potential, k: int, degree: int = 8) -> np.ndarray:
     eight lowest states: box 7e-11, separable well 1e-13, square well 5e-10, oscillator with
     omega = [1, 2] 8e-4, formula2d's default 4e-5; at degree 6 up to 5e-3). The disk is not a
     rectangle: its estimate would be the bounding square's."""
+    return coarse_states(potential, k, degree)[0]
+
+
+def coarse_states(potential, k: int, degree: int = 8) -> tuple[np.ndarray, Wavefunctions]:
+    """`coarse_energies` (ascending) with the states' wavefunctions (`_wavefunctions`: the
+    degree-p interpolants, 0 outside the rectangle), from the same solve."""
     (x0, x1), (y0, y1) = potential.box.intervals
     edges = (
         _edges(x0, x1, _check_breaks(potential.breaks[0], (x0, x1), "xbreaks")),
         _edges(y0, y1, _check_breaks(potential.breaks[1], (y0, y1), "ybreaks")),
     )
-    return np.sort(_solve(potential.fn, edges, degree, _check_k(k)).energies)
+    solution = _solve(potential.fn, edges, degree, _check_k(k))
+    return solution.energies, _wavefunctions(solution)
 
 
 def _gll(p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

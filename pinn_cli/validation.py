@@ -25,6 +25,7 @@ CHOICES = {
     "loss.normalization": ("hard", "penalty"),
     "train.lr_schedule": ("constant", "exponential", "cosine"),
     "train.collocation": ("gauss", "uniform"),
+    "train.start": ("coarse", "random"),
     "optim.refine": ("none", "lm", "lbfgs"),
     "optim.solver": ("auto", "explicit", "cg"),
     "precision": ("float64", "float32"),

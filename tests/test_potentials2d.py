@@ -41,6 +41,7 @@ def config(*overrides):
         (["potential=harmonic2d", "potential.omega=[1,-2]"], ["potential.omega", "> 0"]),
         (["potential=disk", "train.ensemble=2"], ["train.ensemble=2", "1-D potentials"]),
         (["potential=disk", "potential.domain=[0,1]"], ["potential.domain"]),
+        (["potential=box2d", "train.start=warm"], ["train.start", "warm", "coarse", "random"]),
     ],
 )
 def test_bad_2d_input_is_refused_in_one_line(overrides, words):
@@ -375,3 +376,23 @@ def test_the_reference_computed_during_training_is_the_one_judging_uses():
     spectrum = evaluation2d.spectrum_for(potential, 3)
     assert calls == [4] and list(spectrum.energies) == [1.0, 2.0, 3.0, 4.0]
     frame.preloading.join(5.0)
+
+
+def test_a_deep_narrow_well_s_ground_state_starts_inside_the_well():
+    """From its random initialisation psi spreads over the whole box, its Rayleigh quotient far
+    above the ground level, and training found a state of E ~ 10x the ground energy. Fitted to
+    the coarse reference state (train.start=coarse) psi starts in the well: its Rayleigh
+    quotient and the learned E are near the converged reference's ground energy."""
+    from pinn_cli import assemble, problem
+
+    well = ["potential=finite_well2d", "potential.V0=500", "potential.width=0.4"]
+    exact = evaluation2d.spectrum_for(make_potential("finite_well2d", V0=500.0, width=0.4), 1)
+    exact = float(exact.energies[0])
+    quotient, energy = {}, {}
+    for start in ("coarse", "random"):
+        built = assemble.build(config(*well, "train.points=900", f"train.start={start}"))
+        quotient[start] = float(problem.rayleigh(built.problem, built.state.params))
+        energy[start] = float(built.problem.energy(built.state.params))
+    assert quotient["coarse"] == pytest.approx(exact, rel=0.25)  # 88.6 against 81.8
+    assert energy["coarse"] == pytest.approx(exact, rel=1e-3)
+    assert quotient["random"] > 3.0 * exact  # 540
