@@ -8,7 +8,9 @@ the walls; the run converged to a state at E = 817 against 81.8 and was flagged 
 coarse spectral-element solve (one degree, ~1 s, already made for the decay layers) knows
 where psi lives. The network's output is fitted to it in the log domain, where the decay into
 the walls is a slope the exponential output reaches, and learned E starts at the coarse
-energy: the same run then reached E 1e-7, psi 7e-5 (docs/results.md, "Two dimensions").
+energy: the same run then reached E 4e-8, psi 4e-5 (docs/results.md, "Two dimensions").
+Only a ground state confined to part of the box starts this way (`assemble.starts_from_coarse`):
+where psi fills the box the random start finds it, and the wide well did worse from the fit.
 """
 
 from __future__ import annotations

@@ -396,3 +396,27 @@ def test_a_deep_narrow_well_s_ground_state_starts_inside_the_well():
     assert quotient["coarse"] == pytest.approx(exact, rel=0.25)  # 88.6 against 81.8
     assert energy["coarse"] == pytest.approx(exact, rel=1e-3)
     assert quotient["random"] > 3.0 * exact  # 540
+
+
+@pytest.mark.parametrize(
+    "overrides, confined",
+    [
+        (["potential.V0=500", "potential.width=0.4"], True),
+        (["potential.V0=200"], True),
+        ([], False),
+        (["potential.width=3.2"], False),
+        (["potential.V0=1"], False),
+    ],
+)
+def test_only_a_ground_state_confined_to_part_of_the_box_starts_from_the_coarse_state(
+    overrides, confined
+):
+    """A deep well's ground state decays to nothing within part of the box (its training rule
+    has a far part beyond the decay layers): it starts from the coarse state. One that fills
+    the box keeps the random start, which finds it."""
+    from pinn_cli import assemble
+
+    cfg = config("potential=finite_well2d", *overrides)
+    potential = assemble.potential_from(cfg)
+    box = assemble.mirrored(potential.box, assemble.mirror_axes(cfg, potential, 0))
+    assert assemble.confined(potential, box, 0) is confined
