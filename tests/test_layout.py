@@ -43,6 +43,7 @@ LAYERS = {
     "potentials": 0,
     "potentials2d": 0,
     "reference2d": 0,
+    "coarse": 0,
     "evaluation2d": 0,
     "quadrature": 0,
     "activations": 0,

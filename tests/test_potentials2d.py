@@ -278,27 +278,27 @@ def test_a_deep_well_s_nodes_follow_psi_s_decay_into_its_walls():
     each outer piece DECAY_DEPTH / kappa from the wall and gives the far part only the fewest
     nodes a piece gets, so the well and the layer get the rest. A shallow well (the default
     V0 = 50, its layer most of the outer piece) keeps nodes spread by length alone."""
-    from pinn_cli import assemble
+    from pinn_cli import assemble, coarse
 
     deep = make_potential("finite_well2d", V0=500.0)
     energy = deep.spectrum(1).energies[0]  # the reference, not the rule's coarse estimate
     kappa = np.sqrt(500.0 - energy)
     half = assemble.mirrored(deep.box, (True, True))  # [0, 2] on each axis, the wall at 0.5
-    layers = assemble.decay_layers(deep, half, 0)
+    layers = coarse.decay_layers(deep, half, 0)
     for axis in range(2):
         pieces, far = quadrature.with_layers(half.pieces(axis), layers[axis])
         assert far == (False, False, True)
         assert pieces[1][0] == 0.5
-        assert pieces[1][1] - 0.5 == pytest.approx(assemble.DECAY_DEPTH / kappa, rel=1e-3)
+        assert pieces[1][1] - 0.5 == pytest.approx(coarse.DECAY_DEPTH / kappa, rel=1e-3)
     rule = quadrature.gauss(half, 2500, 8, layers=layers)
     x = np.unique(rule.x[:, 0])
-    assert len(x) == 50 and np.sum(x > 0.5 + assemble.DECAY_DEPTH / kappa) == 8
+    assert len(x) == 50 and np.sum(x > 0.5 + coarse.DECAY_DEPTH / kappa) == 8
     assert np.sum(x < 0.5) > 50 * 0.5 / 2.0  # more than by length: the well's share grew
     assert rule.w.sum() == pytest.approx(4.0, rel=1e-12)
 
     shallow = make_potential("finite_well2d")
     half = assemble.mirrored(shallow.box, (True, True))
-    layers = assemble.decay_layers(shallow, half, 0)
+    layers = coarse.decay_layers(shallow, half, 0)
     plain = quadrature.gauss(half, 2500, 8)
     np.testing.assert_array_equal(quadrature.gauss(half, 2500, 8, layers=layers).x, plain.x)
 
@@ -414,9 +414,9 @@ def test_only_a_ground_state_confined_to_part_of_the_box_starts_from_the_coarse_
     """A deep well's ground state decays to nothing within part of the box (its training rule
     has a far part beyond the decay layers): it starts from the coarse state. One that fills
     the box keeps the random start, which finds it."""
-    from pinn_cli import assemble
+    from pinn_cli import assemble, coarse
 
     cfg = config("potential=finite_well2d", *overrides)
     potential = assemble.potential_from(cfg)
     box = assemble.mirrored(potential.box, assemble.mirror_axes(cfg, potential, 0))
-    assert assemble.confined(potential, box, 0) is confined
+    assert coarse.confined(potential, box, 0) is confined
