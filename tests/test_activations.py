@@ -383,6 +383,7 @@ def metrics_loss(run_dir):
     return outputs.read_metrics(run_dir / outputs.METRICS)["loss"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SHAPED))
 def test_a_short_run_trains_and_resumes_with_its_activation_parameters(tmp_path, name):
     """A tiny run lowers its loss; resumed from its step-20 checkpoint (the later ones removed),

@@ -49,6 +49,7 @@ def test_solve_refuses_a_mistake_before_running(tmp_path):
     assert not (tmp_path / "never" / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_load_reads_a_time_dependent_run(tmp_path):
     result = solve(
         "potential=infinite_well", "initial=eigen", "time.T=0.05", "optim.refine_steps=20",

@@ -89,6 +89,7 @@ def test_checks_strict_false_records_the_checks_and_exits_0(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "suspect"
 
 
+@pytest.mark.slow
 def test_a_converged_run_passes(tmp_path):
     result = experiment.run(
         config("model.width=16", "train.steps=300", "optim.refine_steps=100"), tmp_path

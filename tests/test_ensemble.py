@@ -27,6 +27,7 @@ def normalised_psi(cfg, params):
     return p / np.sqrt(np.sum(np.asarray(problem.w) * p**2))
 
 
+@pytest.mark.slow
 def test_member_i_is_the_network_that_seed_plus_i_trains_alone():
     together = fitted(config(*SMALL, "seed=5", "train.ensemble=3", "potential=finite_well"))
     assert together.status == "completed" and together.diverged_at == [None] * 3
@@ -102,6 +103,7 @@ def test_the_run_diverges_only_when_every_member_has():
     assert result.status == "diverged" and result.diverged_at == [50, 50, 50]
 
 
+@pytest.mark.slow
 def test_ensemble_run_folder(tmp_path, pinn_run):
     run_dir = tmp_path / "run"
     pinn_run("train.ensemble=3", "seed=2", *TINY, f"hydra.run.dir={run_dir}", check=True)

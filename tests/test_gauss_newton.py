@@ -146,6 +146,7 @@ def test_matrix_free_training_reaches_the_explicit_precision(tmp_path):
     assert iters and all(0 < k <= cfg.optim.cg_iters for k in iters)
 
 
+@pytest.mark.slow
 def test_ensemble_members_train_with_the_matrix_free_solver():
     cfg = config("optim=adam_gn", "model.width=8", "train.points=48", "train.ensemble=2")
     built = assemble.build(cfg)

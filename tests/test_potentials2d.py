@@ -273,6 +273,7 @@ def test_a_smooth_potential_gives_its_narrow_axis_more_nodes():
     assert assemble.node_shares(make_potential("finite_well2d")) is None
 
 
+@pytest.mark.slow
 def test_a_deep_well_s_nodes_follow_psi_s_decay_into_its_walls():
     """Outside a deep square well psi decays as exp(-kappa d), kappa^2 = V0 - E: the rule cuts
     each outer piece DECAY_DEPTH / kappa from the wall and gives the far part only the fewest
@@ -378,6 +379,7 @@ def test_the_reference_computed_during_training_is_the_one_judging_uses():
     frame.preloading.join(5.0)
 
 
+@pytest.mark.slow
 def test_a_deep_narrow_well_s_ground_state_starts_inside_the_well():
     """From its random initialisation psi spreads over the whole box, its Rayleigh quotient far
     above the ground level, and training found a state of E ~ 10x the ground energy. Fitted to

@@ -207,6 +207,7 @@ def test_a_folder_holding_a_run_is_refused_and_left_untouched(tmp_path, pinn_run
     assert after == before  # not a byte of the first run changed, .hydra/ and the log included
 
 
+@pytest.mark.slow
 def test_a_folder_left_by_a_refused_run_takes_the_corrected_command(tmp_path, pinn_run):
     """A mistake refused before training leaves only a log: the corrected command runs there."""
     run_dir = tmp_path / "run"
@@ -217,6 +218,7 @@ def test_a_folder_left_by_a_refused_run_takes_the_corrected_command(tmp_path, pi
     assert summary(run_dir)["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_the_earlier_run_entirely(tmp_path, pinn_run):
     run_dir = tmp_path / "run"
     pinn_run(*TINY, f"hydra.run.dir={run_dir}", check=True)
@@ -251,6 +253,7 @@ def test_unusable_folders_get_one_line(tmp_path, pinn_run, args, expected):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # nothing written
 
 
+@pytest.mark.slow
 def test_resume_of_a_finished_run_changes_nothing(tmp_path, pinn_run):
     run_dir = tmp_path / "run"
     pinn_run(*TINY, f"hydra.run.dir={run_dir}", check=True)
@@ -260,6 +263,7 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path, pinn_run):
     assert (run_dir / "summary.json").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_resume_refuses_overrides_that_change_the_run(tmp_path, pinn_run):
     run_dir = tmp_path / "run"
     pinn_run(*TINY, f"hydra.run.dir={run_dir}", check=True)
@@ -267,6 +271,7 @@ def test_resume_refuses_overrides_that_change_the_run(tmp_path, pinn_run):
     assert proc.returncode == 2 and "model.width=64" in one_error_line(proc)
 
 
+@pytest.mark.slow
 def test_a_second_process_in_the_same_run_folder_is_refused(tmp_path):
     run_dir = tmp_path / "run"
     first = start(run_dir, *LONG)
@@ -291,6 +296,7 @@ def test_a_second_process_in_the_same_run_folder_is_refused(tmp_path):
     assert len(rows) == len({(r["state"], r["step"]) for r in rows})  # no duplicate rows
 
 
+@pytest.mark.slow
 def test_a_signal_while_outputs_are_written_finishes_them_first(tmp_path):
     """SIGTERM after training: summary.json, psi.csv and the figures are written, then the
     process exits 143 (no traceback)."""
@@ -329,6 +335,7 @@ def small_disk(request, tmp_path):
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.slow
 def test_a_full_disk_gives_one_line_keeps_the_checkpoints_and_resume_finishes(
     small_disk, tmp_path, pinn_run
 ):
@@ -373,6 +380,7 @@ def test_a_checkpoint_the_disk_cannot_take_is_a_full_disk_error_with_nothing_lef
     assert not list((small_disk / outputs.CHECKPOINTS).glob("*tmp*"))
 
 
+@pytest.mark.slow
 def test_checkpoints_of_another_shape_are_named_as_such(tmp_path, pinn_run):
     run_dir = tmp_path / "run"
     pinn_run(*TINY, f"hydra.run.dir={run_dir}", check=True)

@@ -67,6 +67,7 @@ def test_two_devices_give_the_one_device_states(tmp_path):
     np.testing.assert_allclose(two[:, 1], one[:, 1], rtol=1e-3, atol=2e-10)
 
 
+@pytest.mark.slow
 def test_padding_points_with_weight_zero_changes_no_integral():
     built = assemble.build(config("potential=finite_well", "train.points=97", "model.width=8"))
     prob, params = built.problem, built.state.params

@@ -45,6 +45,7 @@ def test_states_in_order_none_skipped(tmp_path, potential, extra):
     ]
 
 
+@pytest.mark.slow
 def test_found_states_are_orthogonal(tmp_path):
     run(tmp_path, "potential=barrier", "state=2")
     data = np.genfromtxt(tmp_path / "psi.csv", delimiter=",", names=True)
@@ -69,6 +70,7 @@ def test_harmonic_oscillator_excited_states_share_one_compilation(tmp_path):
     assert compiled[0] > 0 and compiled[1] > 0 and compiled[2] == 0.0, compiled
 
 
+@pytest.mark.slow
 def test_state_resume_after_interrupt_between_states(tmp_path):
     """A resumed multi-state run restores finished states and continues the unfinished one."""
     import shutil
@@ -312,6 +314,7 @@ def _metrics(run_dir):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_a_diverged_excited_state_is_reported_and_the_states_below_it_are_judged(
     tmp_path, monkeypatch
 ):

@@ -169,6 +169,7 @@ def test_submitit_local_runs_each_job_as_a_submitit_job(tmp_path):
     assert (sweep / "figures" / "error_vs_model.width.png").exists()
 
 
+@pytest.mark.slow
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     sweep = tmp_path / "failing"
     proc = multirun(sweep, "model.width=0,8")  # job 0 is invalid and runs first

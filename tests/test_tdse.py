@@ -93,6 +93,7 @@ def test_the_residual_vanishes_on_an_exact_solution():
     assert float(jnp.max(jnp.abs(parts(-1)))) > 1.0
 
 
+@pytest.mark.slow
 def test_least_squares_is_the_loss_and_its_jacobian():
     problem, params = small_problem(kinks=(0.5,))
     flat, unravel = ravel_pytree(params)

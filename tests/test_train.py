@@ -293,6 +293,7 @@ def test_still_falling_asks_for_a_fast_fall_over_the_window_by_any_live_member()
     assert not stopping.still_falling(earlier, since, np.array([np.nan, 1e-20]), alive)
 
 
+@pytest.mark.slow
 def test_a_refinement_still_converging_at_its_budget_runs_on_to_its_ceiling(tmp_path):
     """150 LM steps after a short Adam stage end with the loss falling fast: with
     optim.refine_extra the stage runs on past its budget (and says so), never beyond the
@@ -312,6 +313,7 @@ def test_a_refinement_still_converging_at_its_budget_runs_on_to_its_ceiling(tmp_
     assert more["energy"]["rel_error"] < plain["energy"]["rel_error"]
 
 
+@pytest.mark.slow
 def test_the_refinement_stops_once_e_has_settled(tmp_path):
     """The infinite well's E settles at rounding long before the LM budget ends: the stage
     stops, says why, and E is within the tolerance it stopped at."""
@@ -337,6 +339,7 @@ def test_the_logged_learning_rate_is_the_optax_schedule(kind):
         assert logged(k) == pytest.approx(float(schedule(k)), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_a_narrow_deep_well_gets_enough_nodes_inside_for_1e_10(tmp_path):
     """V0 = 500 on 5% of [-2, 2]: split by length the well held 10 of 192 nodes and the run
     ended at E 1e-9, psi 3e-6 (two seeds); with an eighth of the nodes it meets 1e-10 / 1e-6."""
