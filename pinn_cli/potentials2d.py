@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .formula import parse_xy
-from .potentials import _check, _is_number, piecewise
 from .quadrature import Box
 
 Interval = tuple[float, float]
@@ -97,6 +96,26 @@ class Potential2D:
         return float(spectrum.energies[n]) if spectrum.method == "closed_form" else None
 
 
+# The 1-D module imports this one to register the 2-D potentials, so its checks are imported
+# when called: importing this module first (as a test may) must not find that one half-built.
+def _check(ok: bool, message: str) -> None:
+    from .potentials import _check as check
+
+    check(ok, message)
+
+
+def _is_number(value) -> bool:
+    from .potentials import _is_number as is_number
+
+    return is_number(value)
+
+
+def piecewise(*args, **kwargs):
+    from .potentials import piecewise as one_d
+
+    return one_d(*args, **kwargs)
+
+
 def _interval(value, what: str) -> Interval:
     ok = isinstance(value, list | tuple) and len(value) == 2 and all(map(_is_number, value))
     _check(ok, f"{what}={value!r} must be two numbers [lo, hi]")
@@ -140,11 +159,12 @@ def box2d(domain=((0.0, 1.0), (0.0, 1.0))) -> Potential2D:
 
 
 def harmonic2d(domain=((-6.0, 6.0), (-6.0, 6.0)), omega=(1.0, 1.0)) -> Potential2D:
-    """V = wx^2 x^2 + wy^2 y^2: E = wx (2n + 1) + wy (2m + 1) (the walls far in the tails)."""
+    """V = wx^2 x^2 + wy^2 y^2: E = wx (2n + 1) + wy (2m + 1) where the walls lie far in psi's
+    tails; the two 1-D oscillators in their boxes where they do not (`reference2d.harmonic2d`)."""
     rect = _rectangle(domain)
     wx, wy = _pair(omega, "potential.omega")
     _check(wx > 0 and wy > 0, f"potential.omega={omega!r} must be > 0 on both axes")
-    spectrum = functools.partial(_reference("harmonic2d"), (wx, wy))
+    spectrum = _by_count(functools.partial(_reference("harmonic2d"), (wx, wy), domain=rect))
     fn = lambda x, y: wx**2 * x**2 + wy**2 * y**2  # noqa: E731
     return Potential2D("harmonic2d", rect, ((), ()), fn, spectrum, piecewise_constant=False)
 
