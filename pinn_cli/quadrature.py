@@ -122,12 +122,15 @@ def with_layers(pieces, depths) -> tuple[tuple[Interval, ...], tuple[bool, ...]]
     return tuple(out), tuple(far)
 
 
-def gauss_fixed(box: Box, per_piece: int) -> Rule:
-    """`per_piece` Gauss-Legendre nodes on every smooth piece of every axis (for judging)."""
+def gauss_fixed(box: Box, per_piece: int, per_axis: int = 0) -> Rule:
+    """`per_piece` Gauss-Legendre nodes on every smooth piece of every axis (for judging), or
+    more where `per_axis` nodes spread over the axis by length give the piece more."""
     axes = []
     for axis in range(box.dim):
         pieces = box.pieces(axis)
-        axes.append(gauss_pieces(pieces, [per_piece] * len(pieces)))
+        total = sum(b - a for a, b in pieces)
+        counts = [max(per_piece, math.ceil(per_axis * (b - a) / total)) for a, b in pieces]
+        axes.append(gauss_pieces(pieces, counts))
     return tensor(axes)
 
 

@@ -125,3 +125,20 @@ def test_the_oscillator_s_degenerate_level_comes_out_with_the_carrier(tmp_path):
     assert level["subspace_error"] < 1e-4
     for st in s["states"]:
         assert st["energy"]["rel_error"] < 1e-8, st["energy"]
+
+
+def test_the_judging_rule_integrates_network_like_features_on_a_wide_box():
+    """sech^2(2x) sech^2(2y), a tanh unit's slope, has poles 0.79 from the real axis: on
+    [-6, 6]^2 Gauss-Legendre with 48 nodes per axis misses its integral by 3e-4 (the judged
+    Rayleigh quotient of formula2d r^2 + 5 exp(-r^2) read 1e-7 low that way); the judging rule
+    must get it to rounding, and keep at least 48 nodes on every piece of a well with jumps."""
+    from pinn_cli import evaluation2d
+    from pinn_cli.potentials import make_potential
+
+    rule = evaluation2d.fine_rule(make_potential("formula2d"))
+    f = 1.0 / np.cosh(2 * rule.x[:, 0]) ** 2 / np.cosh(2 * rule.x[:, 1]) ** 2
+    exact = np.tanh(12.0) ** 2  # (int_-6^6 sech^2(2x) dx)^2 = (tanh(12))^2
+    assert abs(np.sum(rule.w * f) / exact - 1) < 1e-13
+    well = evaluation2d.fine_rule(make_potential("finite_well2d", width=0.4))
+    xs = np.unique(well.x[:, 0])
+    assert np.sum((xs > -0.2) & (xs < 0.2)) >= 48
