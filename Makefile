@@ -22,7 +22,7 @@ install: $(STAMP) ## create .venv and install pinn-run with its dev, sweep and t
 run: $(STAMP) ## train the default experiment (ARGS="potential=finite_well ..." for overrides)
 	$(BIN)/pinn-run $(ARGS)
 
-test: $(STAMP) ## the test suite without the tests marked slow, one worker per core (~8 min on 2 cores)
+test: $(STAMP) ## the test suite without the tests marked slow, one worker per core (~7 min on 2 cores)
 	$(BIN)/python -m pytest -q -m "not slow" -n auto
 
 test-slow: $(STAMP) ## only the tests marked slow (CI runs them after make test)
