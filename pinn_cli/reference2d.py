@@ -113,24 +113,30 @@ def _check_points(points) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- closed forms
 
 
-def _products(
-    xs: Sequence[Eigenpair], ys: Sequence[Eigenpair], k: int
-) -> tuple[np.ndarray, Wavefunctions]:
-    """The k lowest sums of 1-D energies (ties ordered by the x index, then y) and their products.
+def _lowest_sums(ex: np.ndarray, ey: np.ndarray, k: int):
+    """The k lowest sums ex[i] + ey[j] (ties ordered by the x index, then y) and their (i, j).
 
-    The caller must pass enough 1-D states: every pair among the k lowest sums must be present.
+    The caller must pass enough 1-D energies: every pair among the k lowest sums must be present.
     """
-    ex, ey = (np.array([s.energy for s in axis]) for axis in (xs, ys))
     i, j = (a.ravel() for a in np.meshgrid(np.arange(len(ex)), np.arange(len(ey)), indexing="ij"))
     sums = ex[i] + ey[j]
     pick = np.lexsort((j, i, sums))[:k]
-    pairs = [(xs[a].psi, ys[b].psi) for a, b in zip(i[pick], j[pick])]
+    return sums[pick], i[pick], j[pick]
+
+
+def _products(
+    xs: Sequence[Eigenpair], ys: Sequence[Eigenpair], k: int
+) -> tuple[np.ndarray, Wavefunctions]:
+    """The k lowest sums of 1-D energies (`_lowest_sums`) and the products of their states."""
+    ex, ey = (np.array([s.energy for s in axis]) for axis in (xs, ys))
+    sums, i, j = _lowest_sums(ex, ey, k)
+    pairs = [(xs[a].psi, ys[b].psi) for a, b in zip(i, j)]
 
     def psi(points: np.ndarray) -> np.ndarray:
         x, y = _check_points(points)
         return np.stack([fx(x) * fy(y) for fx, fy in pairs])
 
-    return sums[pick], psi
+    return sums, psi
 
 
 def box2d(domain: Rect, k: int) -> Spectrum2D:
@@ -172,22 +178,17 @@ def harmonic2d(omega, k: int, domain: Rect | None = None) -> Spectrum2D:
     return Spectrum2D(energies, psi, "galerkin", _GALERKIN_ACCURACY)
 
 
-def _basis_products(bx, by, k: int) -> tuple[np.ndarray, Wavefunctions]:
-    """`_products` for two 1-D `propagation.Eigenbasis`, each evaluated once per call; also the
-    1-D indices of the k states."""
-    i, j = (
-        a.ravel()
-        for a in np.meshgrid(*(np.arange(len(b.energies)) for b in (bx, by)), indexing="ij")
-    )
-    sums = bx.energies[i] + by.energies[j]
-    pick = np.lexsort((j, i, sums))[:k]
+def _basis_products(bx, by, k: int) -> tuple[np.ndarray, Wavefunctions, tuple]:
+    """`_products` for two 1-D `propagation.Eigenbasis` (each evaluated once per call), with the
+    1-D indices (i, j) of the k states."""
+    sums, i, j = _lowest_sums(bx.energies, by.energies, k)
 
     def psi(points: np.ndarray) -> np.ndarray:
         x, y = _check_points(points)
         fx, fy = bx.states(x), by.states(y)
-        return np.stack([fx[:, a] * fy[:, b] for a, b in zip(i[pick], j[pick])])
+        return np.stack([fx[:, a] * fy[:, b] for a, b in zip(i, j)])
 
-    return sums[pick], psi, (i[pick], j[pick])
+    return sums, psi, (i, j)
 
 
 def _disk_modes(k: int) -> list[tuple[float, int, int, int]]:
