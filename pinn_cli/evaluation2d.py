@@ -60,6 +60,7 @@ def subspace_error(w: np.ndarray, learned: np.ndarray, reference: np.ndarray) ->
 # one reference solve at a time: the run computes it during training (experiment.Frame.preload)
 # and judging, asking for the same, waits for it and then finds it in the potential's cache
 _SPECTRUM_LOCK = threading.Lock()
+_IN_PROGRESS: list[tuple[object, int]] = []  # (potential, count) being solved under the lock
 
 
 def spectrum_for(potential, count: int):
@@ -67,9 +68,25 @@ def spectrum_for(potential, count: int):
     state more than learned, doubled while the last of them may still belong to that level (a
     numerical reference costs about linearly in the states asked for). The last level may end
     inside a higher level, which the solver warns of: that level is not judged, so the warning
-    is silenced here."""
+    is silenced here.
+
+    A request for fewer states than the solve in progress (a run stopped before its last state:
+    the reference for all of them is still being computed, for `state=100` minutes) does not
+    wait for it: it solves for its own states beside it."""
+    busy = list(_IN_PROGRESS)
+    if busy and busy[0][0] is potential and busy[0][1] > count:
+        return _spectrum(potential, count)
+    with _SPECTRUM_LOCK:
+        _IN_PROGRESS[:] = [(potential, count)]
+        try:
+            return _spectrum(potential, count)
+        finally:
+            _IN_PROGRESS.clear()
+
+
+def _spectrum(potential, count: int):
     k = count + 1
-    with _SPECTRUM_LOCK, warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*ends inside a degenerate level")
         while True:
             spectrum = potential.spectrum(k)

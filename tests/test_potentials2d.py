@@ -218,6 +218,35 @@ def test_the_reference_spectrum_holds_the_whole_level_of_the_last_state():
     assert len(evaluation2d.spectrum_for(make_potential("box2d"), 1).energies) == 2
 
 
+def test_a_smaller_reference_does_not_wait_for_a_larger_one_in_progress():
+    """A run stopped after its first state judges it against a reference of two states while
+    the reference for all of its `state=100` states is still being solved (for the spectral
+    element solver, minutes): it must not wait for that one."""
+    import threading
+    from types import SimpleNamespace
+
+    release = threading.Event()
+
+    def spectrum(k):
+        if k > 10:
+            assert release.wait(30)  # the large solve, held until the test ends
+        return SimpleNamespace(energies=np.arange(1.0, k + 1.0))
+
+    potential = SimpleNamespace(spectrum=spectrum)
+    large = threading.Thread(target=evaluation2d.spectrum_for, args=(potential, 100))
+    large.start()
+    while not evaluation2d._SPECTRUM_LOCK.locked():  # the large solve holds the lock
+        threading.Event().wait(0.01)
+    small = []
+    asked = threading.Thread(target=lambda: small.append(evaluation2d.spectrum_for(potential, 1)))
+    asked.start()
+    asked.join(5)
+    answered = list(small)
+    release.set()
+    large.join(30)
+    assert answered and list(answered[0].energies) == [1.0, 2.0]
+
+
 def test_judging_accepts_any_basis_of_a_degenerate_level_and_names_its_energies():
     """Exact box states 0, then a rotated pair of level 1: energies exact, errors ~0, level 1
     complete with multiplicity 2; a state that mixes levels is not."""
