@@ -277,7 +277,9 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 2000
+    # Adam steps per state; null: 500 before the refinement stage of a ground-state run
+    # (state=0), 2000 otherwise (Adam alone; the Rayleigh-Ritz stages of excited states)
+    steps: int | None = None
     lr: float = 1e-2
     lr_schedule: str = "exponential"  # "constant" | "exponential" | "cosine"
     lr_final: float = 1e-4

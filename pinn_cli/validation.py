@@ -139,7 +139,10 @@ def _check_settings(cfg: Config) -> None:
         f"model.output_scale={m.output_scale} must be > 0 (or null: chosen from V)",
     )
     _check_activation_options(cfg)
-    _require(t.steps >= 0, f"train.steps={t.steps} must be >= 0")
+    _require(
+        t.steps is None or t.steps >= 0,
+        f"train.steps={t.steps} must be >= 0 (or null: chosen by the run)",
+    )
     _require(
         t.points >= MIN_POINTS, f"train.points={t.points} is too few; use at least {MIN_POINTS}"
     )

@@ -166,7 +166,7 @@ def test_config_hash_ignores_key_order():
     [
         lambda c: c["model"].update(width=33),
         lambda c: c["potential"].update(V0=50.5),
-        lambda c: c["train"].update(steps=c["train"]["steps"] + 1),
+        lambda c: c["train"].update(steps=1234),
         lambda c: c.update(seed=1),
         lambda c: c.update(precision="float32"),
     ],
