@@ -350,3 +350,19 @@ def test_a_narrow_deep_well_gets_enough_nodes_inside_for_1e_10(tmp_path):
     s = run(tmp_path, "potential=finite_well", "potential.V0=500", "potential.width=0.2")
     assert s["energy"]["rel_error"] <= 1e-10
     assert s["wavefunction"]["l2_error"] <= 1e-6
+
+
+@pytest.mark.parametrize(
+    "overrides, steps",
+    [
+        ([], assemble.ADAM_STEPS_GROUND),  # a ground state before its LM stage
+        (["optim=adam_lbfgs"], assemble.ADAM_STEPS_GROUND),
+        (["state=2"], assemble.ADAM_STEPS),  # excited states: Rayleigh-Ritz stages
+        (["optim=adam"], assemble.ADAM_STEPS),  # Adam is the whole training
+        (["optim.refine_steps=0"], assemble.ADAM_STEPS),
+        (["train.steps=123"], 123),
+        (["state=2", "train.steps=0"], 0),
+    ],
+)
+def test_adam_steps_by_default_depend_on_what_follows_and_which_state(overrides, steps):
+    assert assemble.plan_from(config(*overrides)).steps == steps
