@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev,sweeps,trackers]"
+	$(BIN)/python -m pinn_cli.native
 	touch $(STAMP)
 
 .PHONY: help install run test test-slow test-all lint format bench bench-spectrum bench-tdse bench-speed bench-second-order bench-ensemble bench-sweeps study clean

@@ -1,15 +1,18 @@
-"""The explicit Levenberg-Marquardt solve with more residuals than parameters: J^T J formed from a
-materialised J^T (lm.solve) against the plain `jac.T @ jac`, side by side.
+"""The explicit Levenberg-Marquardt solve with more residuals than parameters: J^T J formed by
+BLAS's dsyrk (lm.solve, pinn_cli/native), by XLA's dot from a materialised J^T, and as the plain
+`jac.T @ jac`, side by side.
 
     python -m benchmarks.gram [--out bench-results/gram.md] [--reps 7]
 
 XLA's CPU dot contracting the leading axes of two (M, P) operands runs much slower than one
 contracting their trailing axes; lm.solve copies J^T once (behind an optimisation barrier, so the
-simplifier cannot fold the transpose back into the dot) and forms (J^T)(J^T)^T. Shapes: the 2-D
-square well's default Jacobian (50 x 50 nodes, 721 parameters), a time window of the
-time-dependent equation (1024 rows, 658 parameters) and a larger one. Both solves of each shape
-are compiled first and then called interleaved --reps times; median ms per solve, their ratio,
-and the largest difference of the two steps relative to the step.
+simplifier cannot fold the transpose back into the dot) and hands it to the native kernel, which
+forms one triangle of (J^T)(J^T)^T (half the arithmetic) in bands over the cores. Shapes: the
+2-D square well's default Jacobian (50 x 50 nodes, 721 parameters), a time window of the
+time-dependent equation (1024 rows, 658 parameters) and a larger one. The three solves of each
+shape are compiled first and then called interleaved --reps times; median ms per solve, the
+ratios, and the largest difference of the kernel's step from the plain one, relative to the
+step.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.speed import machine, versions  # noqa: E402
-from pinn_cli import lm  # noqa: E402
+from pinn_cli import lm, native  # noqa: E402
 
 SHAPES = [(2500, 721), (1024, 658), (4096, 1200)]
 
@@ -59,7 +62,9 @@ def main() -> None:
     for m, p in SHAPES:
         jac, r = jnp.asarray(rng.normal(size=(m, p))), jnp.asarray(rng.normal(size=m))
         mu = 1e-3 * float(jnp.max(jnp.sum(jac**2, axis=0)))
-        solves = {name: jax.jit(f) for name, f in (("lm.solve", lm.solve), ("plain", plain))}
+        xla = lambda j, b, u: lm.solve(j, b, u, native=False)  # noqa: E731
+        named = (("lm.solve", lm.solve), ("xla", xla), ("plain", plain))
+        solves = {name: jax.jit(f) for name, f in named}
         steps = {name: f(jac, r, mu)[0] for name, f in solves.items()}  # compiles
         diff = float(jnp.max(jnp.abs(steps["lm.solve"] - steps["plain"])))
         diff /= float(jnp.max(jnp.abs(steps["plain"])))
@@ -67,17 +72,20 @@ def main() -> None:
         for _ in range(args.reps):
             for name, f in solves.items():
                 times[name] += median_ms(f, (jac, r, mu), 1)
-        new, old = (statistics.median(times[k]) for k in ("lm.solve", "plain"))
-        rows.append(f"| {m} x {p} | {old:.1f} | {new:.1f} | {old / new:.2f}x | {diff:.1e} |")
+        new, copied, old = (statistics.median(times[k]) for k in ("lm.solve", "xla", "plain"))
+        rows.append(
+            f"| {m} x {p} | {old:.1f} | {copied:.1f} | {new:.1f} | {old / copied:.2f}x "
+            f"| {copied / new:.2f}x | {diff:.1e} |"
+        )
     where = machine()
     lines = [
         f"Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC on {where['cpu']}, "
         f"{where['cores']} cores ({versions()}), float64, median of {args.reps} interleaved "
-        "calls.",
+        f"calls; native kernel: {'yes' if native.available() else 'not available'}.",
         "",
-        "| J (rows x parameters) | plain jac.T @ jac, ms | lm.solve (J^T copied), ms | speed-up "
-        "| step difference (relative) |",
-        "|---|---|---|---|---|",
+        "| J (rows x parameters) | plain jac.T @ jac, ms | XLA, J^T copied, ms | BLAS dsyrk "
+        "(lm.solve), ms | copy vs plain | dsyrk vs copy | step difference (relative) |",
+        "|---|---|---|---|---|---|---|",
         *rows,
     ]
     text = "\n".join(lines) + "\n"

@@ -21,15 +21,17 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from .native import gram as native_gram
 from .optim import LeastSquares, Stage
 
 REFINE_BLOCK = 10  # refinement steps per compiled block (and per log row)
 MU_FLOOR = 1e-12  # damping floor relative to max diag(J^T J) (both solvers)
 
 
-def damped_solver(jac, mu) -> Callable:
+def damped_solver(jac, mu, native: bool = True) -> Callable:
     """b -> (delta, J delta) with delta = -(J^T J + mu I)^-1 J^T b, one Cholesky factor shared
-    by every right-hand side, in whichever of the two spaces is smaller.
+    by every right-hand side, in whichever of the two spaces is smaller. The Gram matrix comes
+    from BLAS's dsyrk on CPU (`native.gram`; `native=False`: XLA's dot, for sharded J).
 
     With fewer residuals M than parameters P the identity
     (J^T J + mu I)^-1 J^T = J^T (J J^T + mu I)^-1 turns a P x P system into an M x M one, and
@@ -37,7 +39,7 @@ def damped_solver(jac, mu) -> Callable:
     """
     m, p = jac.shape
     if m < p:
-        gram = jac @ jac.T
+        gram = native_gram(jac, native)
         factor = jax.scipy.linalg.cho_factor(gram + mu * jnp.eye(m, dtype=jac.dtype))
 
         def in_residual_space(b):
@@ -45,12 +47,13 @@ def damped_solver(jac, mu) -> Callable:
             return -jac.T @ z, -gram @ z
 
         return in_residual_space
-    # J^T J as (J^T)(J^T)^T, J^T materialised first: XLA's CPU dot contracting the leading
-    # axes of J runs ~2.4x slower than one contracting the trailing axes (2500 x 721 float64 on
-    # 2 cores: 48 ms against 20 ms with the copy); the barrier keeps the simplifier from folding
-    # the transpose back into the dot.
+    # J^T J as (J^T)(J^T)^T, J^T materialised first: the kernel takes a row-major operand, and
+    # XLA's CPU dot contracting the leading axes of J runs ~2.4x slower than one contracting the
+    # trailing axes (2500 x 721 float64 on 2 cores: 48 ms against 20 ms with the copy); the
+    # barrier keeps the simplifier from folding the transpose back into the dot.
     jac_t = jax.lax.optimization_barrier(jac.T)
-    factor = jax.scipy.linalg.cho_factor(jac_t @ jac_t.T + mu * jnp.eye(p, dtype=jac.dtype))
+    gram = native_gram(jac_t, native)
+    factor = jax.scipy.linalg.cho_factor(gram + mu * jnp.eye(p, dtype=jac.dtype))
 
     def in_parameter_space(b):
         delta = -jax.scipy.linalg.cho_solve(factor, jac_t @ b)
@@ -59,9 +62,9 @@ def damped_solver(jac, mu) -> Callable:
     return in_parameter_space
 
 
-def solve(jac, r, mu):
+def solve(jac, r, mu, native: bool = True):
     """(delta, J delta) with delta = -(J^T J + mu I)^-1 J^T r."""
-    return damped_solver(jac, mu)(r)
+    return damped_solver(jac, mu, native)(r)
 
 
 # The acceleration is dropped when it is large against the velocity, 2 |a| > alpha |v|:
@@ -85,9 +88,9 @@ def accelerated(residual_vector, flat, v, solve_for) -> tuple:
     return jnp.where(admissible, v + 0.5 * a, v), True
 
 
-def make_lm_step(ls: LeastSquares, geodesic: bool = False) -> Callable:
+def make_lm_step(ls: LeastSquares, geodesic: bool = False, native: bool = True) -> Callable:
     """One Levenberg-Marquardt trial with Nielsen's damping update, geodesically accelerated
-    with `geodesic`.
+    with `geodesic`; `native`: the Gram matrix through BLAS (`damped_solver`).
 
     (flat, mu, nu) -> (flat, mu, nu, loss before, loss after, accepted).
     """
@@ -100,7 +103,7 @@ def make_lm_step(ls: LeastSquares, geodesic: bool = False) -> Callable:
         # so low that the rejections of one block (mu times 2, 4, 8, ...) cannot bring it back:
         # the stage then read as converged with the loss far above its floor.
         mu = jnp.maximum(jnp.where(mu < 0, 1e-3 * scale, mu), MU_FLOOR * scale)
-        solver = damped_solver(jac, mu)
+        solver = damped_solver(jac, mu, native)
         delta, j_delta = solver(r)
         if not geodesic:
             return _damped_update(residual_vector, flat, mu, nu, r, delta, j_delta)
@@ -183,12 +186,12 @@ def make_cg_step(ls: LeastSquares, iters: int, tol: float, geodesic: bool = Fals
     return step
 
 
-def _explicit_block(least_squares: Callable, finish: Callable, geodesic: bool) -> Callable:
+def _explicit_block(least_squares: Callable, finish: Callable, geodesic: bool, native: bool):
     """n explicit LM steps in one lax.scan."""
 
     def block(problem, params, opt_state, n):
         flat, unravel = ravel_pytree(params)
-        step = make_lm_step(least_squares(problem, unravel), geodesic)
+        step = make_lm_step(least_squares(problem, unravel), geodesic, native)
 
         def one(carry, _):
             return step(*carry)[:3], None
@@ -231,11 +234,13 @@ def lm_stage(
     cg_tol: float = 1e-3,
     rescale: Callable | None = None,
     geodesic: bool = False,
+    native: bool = True,
 ) -> Stage:
     """Levenberg-Marquardt with the "explicit" or "cg" solver (not "auto": see choose_solver) on
     the residual vector `least_squares(problem, unravel)` builds (unravel: flat vector ->
     parameters), geodesically accelerated with `geodesic`; `loss(problem, params)` is reported
-    after each block.
+    after each block. `native`: the explicit solver's Gram matrix through BLAS's dsyrk
+    (`native.gram`), which needs J on one device.
 
     opt_state = {"mu": damping, "nu": its growth factor}, plus for "cg" the last step ("delta",
     CG's warm start). `rescale(problem, params)`, applied after every block, moves the parameters
@@ -254,7 +259,7 @@ def lm_stage(
         return params, opt_state, total, terms | extra
 
     if solver == "explicit":
-        block = _explicit_block(least_squares, finish, geodesic)
+        block = _explicit_block(least_squares, finish, geodesic, native)
     else:
         block = _cg_block(least_squares, finish, cg_iters, cg_tol, geodesic)
     nan = lambda k: float("nan")  # noqa: E731

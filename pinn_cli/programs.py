@@ -42,7 +42,7 @@ def make_stages(problem, plan, params_like) -> list[tuple[Stage, int]]:
     if geodesic is None:  # measured to help 1-D problems (x only) with the explicit solver
         geodesic = solver == "explicit" and problem.x.shape[-1] == 1
     key += (plan.steps, plan.refine, solver, geodesic, plan.cg_iters, plan.cg_tol)
-    key += (plan.ensemble,)
+    key += (plan.ensemble, not sharded(problem))
     stages = _stages(*key)
     if len(stages) == 3:  # Adam, the shifted LM steps, LM
         shift = min(SHIFT_STEPS, plan.refine_steps)
@@ -52,7 +52,7 @@ def make_stages(problem, plan, params_like) -> list[tuple[Stage, int]]:
 
 @functools.lru_cache(maxsize=8)
 def _stages(kind, first_stage, lr_schedule, lr, lr_final, steps, refine, solver, *rest):
-    geodesic, cg_iters, cg_tol, members = rest
+    geodesic, cg_iters, cg_tol, members, native = rest
     loss = _loss("residual")
     schedule = make_schedule(lr_schedule, lr, lr_final, steps)
     logged = logged_schedule(lr_schedule, lr, lr_final, steps)
@@ -63,7 +63,7 @@ def _stages(kind, first_stage, lr_schedule, lr, lr_final, steps, refine, solver,
     if refine == "lm":
         ls = lambda problem, unravel: problem.least_squares(unravel)  # noqa: E731
         rescale = lambda problem, params: problem.rescaled(params)  # noqa: E731
-        lm = lm_stage(ls, loss, solver, cg_iters, cg_tol, rescale=rescale, geodesic=geodesic)
+        lm = lm_stage(ls, loss, solver, cg_iters, cg_tol, rescale, geodesic, native)
         if enter is not None:
             stages.append(shifted(dataclasses.replace(lm, enter=enter)))
             lm = dataclasses.replace(lm, enter=rayleigh_energy)
@@ -71,6 +71,13 @@ def _stages(kind, first_stage, lr_schedule, lr, lr_final, steps, refine, solver,
     elif refine == "lbfgs":
         stages.append(dataclasses.replace(lbfgs_stage(loss, REFINE_BLOCK), enter=enter))
     return tuple(for_members(st, members) for st in stages)
+
+
+def sharded(problem) -> bool:
+    """Whether the problem's points are split over several devices (train.devices > 1): XLA
+    then partitions the LM step's Gram matrix itself, which a custom call would not allow."""
+    sharding = getattr(problem.x, "sharding", None)
+    return sharding is not None and len(sharding.device_set) > 1
 
 
 def shifted(stage: Stage) -> Stage:

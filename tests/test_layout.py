@@ -64,6 +64,7 @@ LAYERS = {
     "propagation": 0,
     "trackers": 0,
     "stopping": 0,
+    "native": 0,
 }
 TRAINING = {
     "train",
