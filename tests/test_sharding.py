@@ -73,6 +73,24 @@ def test_two_devices_give_the_one_device_states(tmp_path):
 
 
 @pytest.mark.slow
+def test_two_devices_give_the_one_device_state_in_two_dimensions(tmp_path):
+    """A 2-D ground state (points (N, 2), mirrored to the upper quarter) split over two
+    devices: the one-device energy and psi error to rounding."""
+    one, two = two_device_runs(
+        tmp_path,
+        "potential=box2d",
+        "train.points=400",
+        "train.steps=300",
+        "optim.refine_steps=100",
+        "optim.refine_extra=0",
+    )
+    assert one.shape == two.shape == (1, 2)
+    np.testing.assert_allclose(two[:, 0], one[:, 0], rtol=1e-12)
+    assert abs(one[0, 0] / (2 * np.pi**2) - 1) < 1e-10  # and the run itself is right
+    np.testing.assert_allclose(two[:, 1], one[:, 1], rtol=1e-3)
+
+
+@pytest.mark.slow
 def test_padding_points_with_weight_zero_changes_no_integral():
     built = assemble.build(config("potential=finite_well", "train.points=97", "model.width=8"))
     prob, params = built.problem, built.state.params
