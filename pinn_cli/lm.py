@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from .native import gram as native_gram
+from .native import runs as native_runs
 from .optim import LeastSquares, Stage
 
 REFINE_BLOCK = 10  # refinement steps per compiled block (and per log row)
@@ -47,16 +48,20 @@ def damped_solver(jac, mu, native: bool = True) -> Callable:
             return -jac.T @ z, -gram @ z
 
         return in_residual_space
-    # J^T J as (J^T)(J^T)^T, J^T materialised first: the kernel takes a row-major operand, and
-    # XLA's CPU dot contracting the leading axes of J runs ~2.4x slower than one contracting the
-    # trailing axes (2500 x 721 float64 on 2 cores: 48 ms against 20 ms with the copy); the
-    # barrier keeps the simplifier from folding the transpose back into the dot.
-    jac_t = jax.lax.optimization_barrier(jac.T)
-    gram = native_gram(jac_t, native)
+    if native_runs(jac, native):  # the kernel reads J as it lies in memory
+        gram, jac_t = native_gram(jac, rows=False), None
+    else:
+        # J^T J as (J^T)(J^T)^T, J^T materialised first: XLA's CPU dot contracting the leading
+        # axes of J runs ~2.4x slower than one contracting the trailing axes (2500 x 721 float64
+        # on 2 cores: 48 ms against 20 ms with the copy); the barrier keeps the simplifier from
+        # folding the transpose back into the dot.
+        jac_t = jax.lax.optimization_barrier(jac.T)
+        gram = jac_t @ jac_t.T
     factor = jax.scipy.linalg.cho_factor(gram + mu * jnp.eye(p, dtype=jac.dtype))
 
     def in_parameter_space(b):
-        delta = -jax.scipy.linalg.cho_solve(factor, jac_t @ b)
+        jtb = b @ jac if jac_t is None else jac_t @ b
+        delta = -jax.scipy.linalg.cho_solve(factor, jtb)
         return delta, jac @ delta
 
     return in_parameter_space

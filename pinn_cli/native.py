@@ -121,13 +121,20 @@ def available() -> bool:
         return _loaded()
 
 
-def gram(a: jax.Array, native: bool = True) -> jax.Array:
-    """a a^T. With `native=False`, or where the kernel cannot run, XLA's dot: a caller whose
-    arrays are sharded over several devices asks for that, so that XLA partitions the product."""
-    if native and a.ndim == 2 and a.dtype == jnp.float64 and available():
-        out = jax.ShapeDtypeStruct((a.shape[0], a.shape[0]), a.dtype)
-        return jax.ffi.ffi_call(TARGET, out, vmap_method="sequential")(a)
-    return a @ a.T
+def runs(a: jax.Array, native: bool = True) -> bool:
+    """Whether `gram(a, native)` runs the kernel (else XLA's dot)."""
+    return native and a.ndim == 2 and a.dtype == jnp.float64 and available()
+
+
+def gram(a: jax.Array, native: bool = True, rows: bool = True) -> jax.Array:
+    """a a^T, or a^T a with `rows=False` (the kernel reads a as it is: no transposed copy).
+    With `native=False`, or where the kernel cannot run, XLA's dot: a caller whose arrays are
+    sharded over several devices asks for that, so that XLA partitions the product."""
+    if not runs(a, native):
+        return a @ a.T if rows else a.T @ a
+    n = a.shape[0 if rows else 1]
+    out = jax.ShapeDtypeStruct((n, n), a.dtype)
+    return jax.ffi.ffi_call(TARGET, out, vmap_method="sequential")(a, rows=int(rows))
 
 
 if __name__ == "__main__":  # `make install`: build the kernel once, say what happened

@@ -21,13 +21,15 @@ needs_compiler = pytest.mark.skipif(
 
 @needs_compiler
 @pytest.mark.parametrize("shape", [(722, 2500), (192, 1154), (37, 5), (1, 9), (300, 300)])
-def test_the_kernel_forms_a_times_a_transposed(shape):
-    """Every entry of A A^T, both triangles, for square, tall, wide and one-row operands; the
-    band edges and the threads (bands of equal work) must cover the matrix exactly once."""
+@pytest.mark.parametrize("rows", [True, False])
+def test_the_kernel_forms_the_gram_matrix(shape, rows):
+    """Every entry of A A^T (rows) or A^T A, both triangles, for square, tall, wide and one-row
+    operands; the band edges and the threads (bands of equal work) must cover the matrix
+    exactly once."""
     assert native.available()
     a = np.random.default_rng(0).standard_normal(shape)
-    out = np.asarray(jax.jit(native.gram)(jnp.asarray(a)))
-    exact = a @ a.T
+    out = np.asarray(jax.jit(lambda x: native.gram(x, rows=rows))(jnp.asarray(a)))
+    exact = a @ a.T if rows else a.T @ a
     np.testing.assert_allclose(out, exact, rtol=0, atol=1e-13 * np.abs(exact).max())
     np.testing.assert_array_equal(out, out.T)
 
