@@ -46,11 +46,15 @@ def test_the_kernel_is_in_the_program_and_maps_over_ensemble_members():
 
 
 @needs_compiler
-@pytest.mark.parametrize("rows", [40, 400])  # the residual space and the parameter space
-def test_the_damped_step_with_the_kernel_is_the_step_with_xla(rows):
+@pytest.mark.parametrize("rows, kernel", [(40, False), (400, True)])
+def test_the_damped_step_with_the_kernel_is_the_step_with_xla(rows, kernel):
+    """The parameter space (more rows than parameters: 2-D, tdse) forms J^T J in the kernel;
+    the residual space (1-D) keeps XLA's dot, the program its tables were measured with."""
     rng = np.random.default_rng(2)
     jac, r = jnp.asarray(rng.standard_normal((rows, 120))), jnp.asarray(rng.standard_normal(rows))
-    with_kernel = jax.jit(lambda j, b: lm.solve(j, b, 1e-3))(jac, r)
+    step = jax.jit(lambda j, b: lm.solve(j, b, 1e-3))
+    assert (native.TARGET in step.lower(jac, r).as_text()) == kernel
+    with_kernel = step(jac, r)
     with_xla = jax.jit(lambda j, b: lm.solve(j, b, 1e-3, native=False))(jac, r)
     for got, want in zip(with_kernel, with_xla):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
