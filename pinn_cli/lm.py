@@ -115,22 +115,27 @@ def make_lm_step(ls: LeastSquares, geodesic: bool = False, native: bool = True) 
         mu = jnp.maximum(jnp.where(mu < 0, 1e-3 * scale, mu), MU_FLOOR * scale)
         solver = damped_solver(jac, mu, native)
         delta, j_delta = solver(r)
+        # The decrease the linear model predicts, as a sum of two positive terms (delta solves
+        # the damped normal equations): -(2 r.J delta + |J delta|^2) is the difference of two
+        # nearly equal numbers once the step is small, and its rounding made it negative for
+        # steps that did lower the loss (finite_well V0=250 width=2, state 8: a run of such
+        # refusals raised mu by 1e9 and ended the stage at psi 2.6e-6, "stopped decreasing")
+        predicted = j_delta @ j_delta + 2.0 * mu * (delta @ delta)
         if not geodesic:
-            return _damped_update(residual_vector, flat, mu, nu, r, delta, j_delta)
+            return _damped_update(residual_vector, flat, mu, nu, r, delta, predicted)
         step, ok = accelerated(residual_vector, flat, delta, lambda b: solver(b)[0])
-        return _damped_update(residual_vector, flat, mu, nu, r, step, j_delta, ok)
+        return _damped_update(residual_vector, flat, mu, nu, r, step, predicted, ok)
 
     return step
 
 
-def _damped_update(residual_vector, flat, mu, nu, r, delta, j_delta, admissible=True):
+def _damped_update(residual_vector, flat, mu, nu, r, delta, predicted, admissible=True):
     """Accept flat + delta if it is admissible and lowers ||r||^2, and adapt mu by the ratio of
-    the actual decrease to the one predicted by the linear model J delta (Nielsen).
+    the actual decrease to the `predicted` one, the linear model's (Nielsen).
     -> (flat, mu, nu, loss before, loss after, accepted)."""
     loss = r @ r
     r_new = residual_vector(flat + delta)
     loss_new = r_new @ r_new
-    predicted = -(2.0 * r @ j_delta + j_delta @ j_delta)
     rho = (loss - loss_new) / predicted
     ok = jnp.isfinite(loss_new) & jnp.all(jnp.isfinite(delta)) & (predicted > 0) & (rho > 0)
     ok = ok & admissible & (loss_new > 0)
@@ -190,7 +195,9 @@ def make_cg_step(ls: LeastSquares, iters: int, tol: float, geodesic: bool = Fals
                 return pcg(normal, -vjp(b)[0], inv_diag, zero, iters, tol)[0]
 
             step, ok = accelerated(residual_vector, flat, delta, solve_for)
-        update = _damped_update(residual_vector, flat, mu, nu, r, step, jvp(delta), ok)
+        j_delta = jvp(delta)  # CG's delta solves the damped system only to cg_tol
+        predicted = -(2.0 * r @ j_delta + j_delta @ j_delta)
+        update = _damped_update(residual_vector, flat, mu, nu, r, step, predicted, ok)
         return (*update, k, delta)
 
     return step

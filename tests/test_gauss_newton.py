@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from pinn_cli import assemble, experiment, lm, physics, problem, resources, train
+from pinn_cli import assemble, experiment, lm, optim, physics, problem, resources, train
 from pinn_cli.cli import to_config
 from pinn_cli.config import register_configs
 from pinn_cli.validation import validate
@@ -185,9 +185,36 @@ def test_a_step_whose_residual_reads_exactly_zero_is_refused():
     and the damping raised, as for any step that does not lower the loss."""
     r = jnp.ones(3)
     delta = -jnp.ones(2)
-    j_delta = -r  # the linear model predicts the whole loss away: rho = 1 if the step "lands"
+    predicted = r @ r  # the linear model predicts the whole loss away: rho = 1 if it "lands"
     flat, mu, nu = jnp.zeros(2), jnp.asarray(1.0), jnp.asarray(2.0)
-    landed = lm._damped_update(lambda f: jnp.zeros(3), flat, mu, nu, r, delta, j_delta)
+    landed = lm._damped_update(lambda f: jnp.zeros(3), flat, mu, nu, r, delta, predicted)
     assert not bool(landed[5]) and float(landed[1]) == 2.0 and float(landed[4]) == 3.0
-    halved = lm._damped_update(lambda f: 0.5 * r, flat, mu, nu, r, delta, j_delta)
+    halved = lm._damped_update(lambda f: 0.5 * r, flat, mu, nu, r, delta, predicted)
     assert bool(halved[5]) and np.allclose(halved[0], delta)
+
+
+def linear(a, r0) -> optim.LeastSquares:
+    """The least-squares problem r(f) = A f + r0."""
+    return optim.LeastSquares(lambda f: a @ f + r0, lambda f: (a @ f + r0, a), None)
+
+
+@pytest.mark.parametrize("rows", [40, 160])  # the residual space (M < P) and the parameter space
+def test_a_step_that_lowers_a_linear_loss_is_never_refused(rows):
+    """On a linear least-squares problem the loss falls by exactly what the linear model
+    predicts, so every damped step is accepted. Near a floor the decrease is a tiny fraction of
+    the loss: written as -(2 r.J delta + |J delta|^2) the prediction is the difference of two
+    nearly equal numbers, and with J delta from the Gram matrix (the residual space) its
+    rounding gave it the wrong sign for 8 of these 20 steps, each refused and mu doubled."""
+    p = 120
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        k = min(rows, p)
+        u = np.linalg.qr(rng.standard_normal((rows, k)))[0]
+        v = np.linalg.qr(rng.standard_normal((p, k)))[0]
+        s = np.logspace(6, -5, k)  # an ill-conditioned J: its Gram matrix spans 1e12 to 1e-10
+        a = jnp.asarray(u @ np.diag(s) @ v.T)
+        # the residual lies almost wholly along directions the damping (mu = 1) holds still
+        r0 = jnp.asarray(u @ (np.where(s < 1e-3, 1.0, 1e-9) * rng.standard_normal(k)))
+        out = lm.make_lm_step(linear(a, r0))(jnp.zeros(p), jnp.asarray(1.0), jnp.asarray(2.0))
+        before, after, accepted = float(out[3]), float(out[4]), bool(out[5])
+        assert accepted and after < before, (seed, before, after)
