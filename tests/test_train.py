@@ -352,6 +352,20 @@ def test_a_narrow_deep_well_gets_enough_nodes_inside_for_1e_10(tmp_path):
     assert s["wavefunction"]["l2_error"] <= 1e-6
 
 
+@pytest.mark.slow
+def test_the_walls_of_a_wide_deep_well_get_enough_nodes_for_1e_10(tmp_path):
+    """V0 = 400 on 75% of [-2, 2]: split by length each 0.5-wide wall held 24 of 192 nodes,
+    and the network bent psi between them next to the jump (E 1.4e-7, psi 4.5e-6)."""
+    over = ("potential=finite_well", "potential.V0=400", "potential.width=3.0")
+    cfg = config(*over)
+    rule = assemble.rule_from(cfg, assemble.potential_from(cfg))
+    wall = np.asarray(rule.x)[:, 0] > 1.5
+    assert wall.sum() >= cfg.train.points // 4
+    s = run(tmp_path, *over)
+    assert s["energy"]["rel_error"] <= 1e-10
+    assert s["wavefunction"]["l2_error"] <= 1e-6
+
+
 @pytest.mark.parametrize(
     "overrides, steps",
     [
