@@ -137,12 +137,17 @@ def mirror_axes(cfg: Config, potential, n: int = 0) -> tuple[bool, ...]:
     """Per axis, whether state n's psi has a parity about the box's centre along it: a 2-D
     ground-state run (state=0) of a V symmetric about that centre line (sampled on a grid that
     avoids the centre), where the ground state, nodeless and unique, is even; every state of a
-    1-D run with excited states (state > 0) of a symmetric V, state n having parity (-1)^n.
-    () otherwise."""
+    1-D run of a symmetric V, state n having parity (-1)^n. () otherwise.
+
+    A 1-D ground state needs it where two wells are nearly degenerate: a barrier of V0 = 500
+    across 40% of [0, 1] or two wells of V0 = 200 a separation of 0.4 apart have an odd state
+    within 1e-4 of E_0, and on the whole domain the network found a state living in one well,
+    (psi_0 +- psi_1) / sqrt(2) (psi error 0.77, flagged "suspect"); even by construction they
+    reach E 2e-14 and 3e-13."""
     if cfg.model.symmetry == "off":
         return ()
     if potential.dim == 1:
-        return (True,) if cfg.state > 0 and potential.is_symmetric() else ()
+        return (True,) if potential.is_symmetric() else ()
     if n != 0 or cfg.state != 0 or getattr(potential, "radius", None) is not None:
         return ()
     (x0, x1), (y0, y1) = potential.box.intervals
@@ -183,20 +188,24 @@ def mirrored(box, mirror: tuple[bool, ...]):
 def rule_from(cfg: Config, potential, mirror: tuple[bool, ...] = ()):
     """The training rule; with mirror axes, on the half box (`mirrored`). A 2-D half box gets
     as many nodes per axis as the whole one would (twice the density along each mirror axis:
-    its corner and wall layers need them); a 1-D one half of them, the whole domain's density,
-    since its states evaluate the network twice per node (`mirror.symmetrised`): the double
-    well's ten states took 30.8 s that way against 62.1 s with the whole count, at the same
-    errors (docs/results.md, "Ten states")."""
+    its corner and wall layers need them), and so does a 1-D ground-state run's (two deep wells
+    V0 = 500 a separation of 0.8 apart: E 1.3e-7 with half of them, 5.5e-12 with all); in a 1-D
+    run with excited states each half box gets half of them, the whole domain's density, since
+    its states evaluate the network twice per node (`mirror.symmetrised`): the double well's
+    ten states took 30.8 s that way against 62.1 s with the whole count, at the same errors
+    (docs/results.md, "Ten states"). The fewest nodes per piece (`min_per_piece`) come
+    from the whole count: with half of it, the 0.5-wide walls of V0 = 400 on 75% of [-2, 2]
+    kept 24 nodes and every even state of `state=9` missed (E 1.8e-9, psi 3.2e-6)."""
     from . import quadrature
 
     points = cfg.train.points
     if getattr(potential, "radius", None) is not None:
         return quadrature.disk(potential.radius, points)
     box = mirrored(potential.box, mirror)
-    if potential.dim == 1 and any(mirror):
+    if potential.dim == 1 and any(mirror) and cfg.state > 0:
         points = (points + 1) // 2
     if cfg.train.collocation == "gauss":
-        least = min_per_piece(potential, points)
+        least = min_per_piece(potential, cfg.train.points)
         shares = node_shares(potential)
         layers = coarse.decay_layers(potential, box, cfg.state)
         return quadrature.gauss(box, points, least, shares=shares, layers=layers)

@@ -370,11 +370,11 @@ def test_states_of_opposite_parity_never_enter_each_other_s_projection():
     assert np.all(first_odd.lower(-1).p == 0.0)  # no odd state yet: projected onto nothing
 
 
-def test_symmetric_1d_runs_with_excited_states_train_each_parity_on_half_the_domain():
-    """state > 0 on a symmetric V: state n is even or odd by construction ((-1)^n), on the
-    upper half of the domain, and its even or odd part does not start at zero; a
-    ground-state-only run and an asymmetric V keep the whole domain, and model.symmetry=off
-    turns it off."""
+def test_symmetric_1d_runs_train_each_parity_on_half_the_domain():
+    """A symmetric V: state n is even or odd by construction ((-1)^n), on the upper half of
+    the domain, and its even or odd part does not start at zero; a ground-state run puts the
+    whole count of nodes on the half domain, a run with excited states half of it; an
+    asymmetric V keeps the whole domain, and model.symmetry=off turns it off."""
     import jax.numpy as jnp
 
     from pinn_cli import assemble
@@ -382,7 +382,7 @@ def test_symmetric_1d_runs_with_excited_states_train_each_parity_on_half_the_dom
     cases = [
         (["potential=finite_well", "state=3"], (True,)),
         (["potential=infinite_well", "potential.domain=[-1,2]", "state=1"], (True,)),
-        (["potential=finite_well"], ()),
+        (["potential=finite_well"], (True,)),
         (["potential=piecewise", "state=2"], ()),
         (["potential=finite_well", "state=3", "model.symmetry=off"], ()),
     ]
@@ -396,6 +396,9 @@ def test_symmetric_1d_runs_with_excited_states_train_each_parity_on_half_the_dom
     assert np.all(np.asarray(built[0].problem.x) > 0.0)  # the domain's upper half
     whole = assemble.build(config("potential=harmonic", "state=3", "model.symmetry=off"), 1)
     assert 2 * len(built[0].problem.x) == len(whole.problem.x)  # at the whole domain's density
+    ground = assemble.build(config("potential=harmonic"))
+    assert ground.problem.psi.parity == 1 and np.all(np.asarray(ground.problem.x) > 0.0)
+    assert len(ground.problem.x) == len(whole.problem.x)  # twice the density
     x = jnp.linspace(0.05, 5.9, 9)[:, None]
     for b, sign in zip(built, (1.0, -1.0, 1.0, -1.0)):
         psi, params = b.problem.psi, b.state.params["net"]

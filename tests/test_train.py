@@ -366,6 +366,18 @@ def test_the_walls_of_a_wide_deep_well_get_enough_nodes_for_1e_10(tmp_path):
     assert s["wavefunction"]["l2_error"] <= 1e-6
 
 
+def test_a_symmetric_runs_half_domain_keeps_the_whole_counts_nodes_per_piece():
+    """A 1-D run with excited states of a symmetric V trains on half the domain with half the
+    points; its walls still get a quarter of the whole count (with a quarter of the half, the
+    even states of V0 = 400 on 75% of [-2, 2] ended at E 1.8e-9, psi 3.2e-6)."""
+    cfg = config("potential=finite_well", "potential.V0=400", "potential.width=3.0", "state=9")
+    potential = assemble.potential_from(cfg)
+    mirror = assemble.mirror_axes(cfg, potential, 0)
+    x = np.asarray(assemble.rule_from(cfg, potential, mirror).x)[:, 0]
+    assert any(mirror) and x.min() >= 0.0  # the upper half
+    assert (x > 1.5).sum() >= cfg.train.points // 4
+
+
 @pytest.mark.parametrize(
     "overrides, steps",
     [
