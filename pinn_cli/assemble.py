@@ -324,6 +324,7 @@ def trial_function(cfg: Config, potential, n: int, carrier, dtype):
     (`model.spread_first_layer`); a 1-D state n > 0 with its first layer 1 +
     model.state_scale * n times sharper."""
     import jax
+    import jax.numpy as jnp
 
     from . import ensemble, model
 
@@ -346,8 +347,13 @@ def trial_function(cfg: Config, potential, n: int, carrier, dtype):
         odd=() if parity is None else (1.0 if parity == -1 else 0.0,),
         mirror_output=parity is not None,
     )
-    if psi.mirror_output and psi.parity == 1:
-        net = model.spread_first_layer(net, jax.random.fold_in(jax.random.key(cfg.seed), 7919 + n))
+    if psi.mirror_output and psi.parity == 1:  # member i's biases as seed + i alone draws them
+        seeds = jnp.arange(cfg.seed, cfg.seed + cfg.train.ensemble)
+        keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 7919 + n))(seeds)
+        if cfg.train.ensemble > 1:
+            net = jax.vmap(model.spread_first_layer)(net, keys)
+        else:
+            net = model.spread_first_layer(net, keys[0])
     if n > 0 and potential.box.dim == 1 and m.state_scale != 0:
         net = model.scale_first_layer(net, 1.0 + m.state_scale * n)
     return psi, net
