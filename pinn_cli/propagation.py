@@ -263,7 +263,7 @@ def _galerkin_solve(potential, count: int, size: int) -> tuple[np.ndarray, np.nd
     k = basis.T @ ((v - shift)[:, None] * weighted)
     k[np.diag_indices(size)] += 2.0 / length
     mass = basis.T @ weighted
-    split = potential.is_symmetric() if hasattr(potential, "is_symmetric") else False
+    split = potential.is_symmetric()
     blocks = [np.arange(p, size, 2) for p in (0, 1)] if split else [np.arange(size)]
     mus, columns = [], []
     for idx in blocks:
