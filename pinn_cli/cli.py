@@ -307,8 +307,35 @@ def version_line() -> str:
     return f"{first} {of(first)} ({parts}; Python {platform.python_version()})"
 
 
+# Overrides that can set hydra.mode: the studies (experiment=...) run as multiruns by themselves.
+MODE_KEYS = ("experiment", "hydra")
+
+
+def _mode_only_where_set(get_mode):
+    """Hydra composes the whole config once only to read `hydra.mode`, then again to run
+    (~0.3 s, a twentieth of a default run). Of pinn-run's own configs only an experiment sets
+    it, so without an experiment or hydra.* override, or another config folder, there is
+    nothing to read: the mode is the command line's (-m or not), as when the config sets none.
+    """
+
+    @functools.wraps(get_mode)
+    def wrapper(self, config_name, overrides):
+        keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+        other_configs = any(a.startswith(("-cd", "--config-dir")) for a in sys.argv[1:])
+        if config_name == "config" and not other_configs and not keys_set_mode(keys):
+            return None
+        return get_mode(self, config_name, overrides)
+
+    return wrapper
+
+
+def keys_set_mode(keys: list[str]) -> bool:
+    return any(k.startswith(MODE_KEYS) for k in keys)
+
+
 def main() -> None:
     import hydra._internal.utils as hydra_utils
+    from hydra._internal.hydra import Hydra
 
     if "--version" in sys.argv[1:]:  # Hydra's own flag would print only Hydra's version
         print(version_line())
@@ -317,6 +344,8 @@ def main() -> None:
     logging.raiseExceptions = False  # a log that cannot be written (a full disk) prints nothing
 
     hydra_utils.run_and_report = _report_compactly
+    if not hasattr(Hydra.get_mode, "__wrapped__"):
+        Hydra.get_mode = _mode_only_where_set(Hydra.get_mode)
     register_configs()
     if not OmegaConf.has_resolver("pinn_unique"):
         OmegaConf.register_new_resolver("pinn_unique", unique_dir)

@@ -196,3 +196,28 @@ def test_exit_now_runs_the_atexit_handlers_and_keeps_the_exit_code(tmp_path, cod
     assert proc.returncode == rc
     assert marker.read_text() == "yes" and proc.stdout == "buffered"
     assert proc.stderr.strip() == err
+
+
+def test_hydra_composes_the_config_for_its_mode_only_where_an_override_can_set_it():
+    """Hydra composes the whole config once to read hydra.mode before composing it to run;
+    pinn-run skips that first composition unless an experiment, a hydra.* override or another
+    primary config could set the mode."""
+    from pinn_cli import cli
+
+    calls = []
+    wrapped = cli._mode_only_where_set(lambda self, name, overrides: calls.append(name) or "read")
+    assert wrapped(None, "config", ["potential=finite_well", "seed=1", "+train.x=1"]) is None
+    assert calls == []
+    for overrides in (["experiment=width_depth_study"], ["+experiment=x"], ["hydra.mode=MULTIRUN"]):
+        assert wrapped(None, "config", overrides) == "read"
+    assert wrapped(None, "my_config", []) == "read"
+    assert len(calls) == 4
+
+
+def test_a_mode_set_by_an_override_still_sweeps_without_m(tmp_path, pinn_run):
+    sweep = tmp_path / "sweep"
+    proc = pinn_run(
+        *TINY, "hydra.mode=MULTIRUN", "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in sweep.iterdir() if (p / "summary.json").exists()) == ["0", "1"]
