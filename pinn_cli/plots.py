@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import ticker
 
 from . import outputs
 
@@ -26,6 +27,14 @@ def _save(fig, path: Path, margins: dict | None = None) -> None:
         fig.subplots_adjust(**margins)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _plain_log_labels(ax) -> None:
+    """A log y axis labelled 1e-10, not $10^{-10}$: matplotlib's default labels go through its
+    TeX-like parser, whose first use builds a grammar (0.1-0.2 s of the ~0.7 s a run spends
+    on its figures)."""
+    ax.yaxis.set_major_formatter(ticker.LogFormatter(labelOnlyBase=True))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _psi_axes(x, v):
@@ -100,6 +109,7 @@ def energy(path: Path, h: dict, references: dict[int, float]) -> None:
     ax.legend(fontsize="small")
     err.set_xlabel("step")
     err.set_ylabel("relative error (solid E, dashed Rayleigh)")
+    _plain_log_labels(err)
     _save(fig, path, ENERGY_MARGINS)
 
 
@@ -122,6 +132,7 @@ def losses(path: Path, h: dict, keys: list[str]) -> None:
                 )
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
+    _plain_log_labels(ax)
     ax.legend(fontsize="small")
     _save(fig, path, LOSS_MARGINS)
 
