@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_module
 from pinn_cli import assemble, compiling, experiment, physics, problem, stopping, train
 from pinn_cli.cli import to_config
 from pinn_cli.config import register_configs
+from pinn_cli.optim import signature as optim_signature
 
 
 def config(*overrides):
@@ -189,6 +190,33 @@ def test_every_stage_is_compiled_once_and_the_clock_is_the_callers():
     assert result.first_step_at is not None and records
     assert all(100.0 <= r["elapsed_s"] < 100.0 + 300.0 for r in records)
     assert {r["stage"] for r in records} == {"adam", "lm"}
+
+
+def test_diagnostics_compiled_ahead_give_the_programs_values_and_are_shared():
+    """The diagnostics compiled in a thread when a fit starts return what the jitted program
+    returns, and a second fit of the same signature reuses the compiled program; arguments of
+    another signature go to the jitted program."""
+    from pinn_cli.programs import diagnostics_program
+
+    built = assemble.build(config("model.width=8", "train.points=32"))
+    program, params = diagnostics_program(1), built.state.params
+    first = train.Diagnostics(program, built.problem)
+    first.ahead(params)
+    got, want = first(params), program(built.problem, params)
+    assert set(got) == set(want) >= {"energy", "rayleigh"}
+    for key in want:
+        np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(want[key]))
+    key = (program, optim_signature(built.problem, params))
+    compiled = train.Diagnostics.compiled[key]
+    assert not isinstance(compiled, compiling.Ahead)
+    second = train.Diagnostics(program, built.problem)
+    second.ahead(params)
+    assert train.Diagnostics.compiled[key] is compiled
+    host = jax.tree.map(np.asarray, params)  # NumPy leaves: another signature
+    assert optim_signature(built.problem, host) != key[1]
+    np.testing.assert_array_equal(
+        np.asarray(second(host)["rayleigh"]), np.asarray(want["rayleigh"])
+    )
 
 
 def test_the_first_stage_trains_while_the_next_compiles_and_a_stop_still_interrupts():
