@@ -288,6 +288,11 @@ class TrainConfig:
     log_every: int = 100
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
+    # 1-D state=n: an excited state whose refinement ends far above the loss the states below
+    # it reached (STALL_FACTOR times, without E having settled: a local minimum) is trained
+    # again from another initialisation (seed + 1000 * attempt), up to this many times; the
+    # attempt of lowest loss is kept. 0: never
+    retries: int = 2
     # K > 1: K networks from seeds seed..seed+K-1, trained side by side in one vmapped program.
     ensemble: int = 1
     # "coarse": a 2-D ground state of a piecewise-constant V starts with its network fitted

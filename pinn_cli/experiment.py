@@ -241,18 +241,84 @@ def _train_states(cfg: Config, frame: Frame, resume: bool):
     basis, potential = None, potential_from(cfg)
     for n in range(cfg.state + 1):
         parity = state_parity(cfg, potential, n)
-        built = build(cfg, n, basis.lower(parity) if basis else None, _carrier(cfg, runs))
+        lower, carrier = basis.lower(parity) if basis else None, _carrier(cfg, runs)
+        built = build(cfg, n, lower, carrier)
         basis = basis or Basis(np.asarray(built.problem.w, float))
         if n == 0 and potential.dim == 2 and cfg.train.ensemble == 1:
             frame.reference = (built.potential, cfg.state + 1)  # what judging will ask for
         if n == 0 and parity is not None:
             _log_parity(built.problem.psi.mirror, cfg.state, built.problem.x.shape[0])
         result = train_one(cfg, n, built, frame, resume)
+        for attempt in range(1, cfg.train.retries + 1):
+            if potential.dim != 1 or not stalled(result, [r.result for r in runs]):
+                break
+            built, result = _retrained(cfg, n, (built, result), (lower, carrier), frame, attempt)
         runs.append(StateRun(n, built, result))
         if result.status != "completed" or cfg.train.ensemble > 1 or n == cfg.state:
             break  # the judge adds the last state to the basis with its own evaluation
         basis.add(*network_values(built, result.params, built.problem.x), parity=parity)
     return runs, basis
+
+
+# An excited state's refinement that ends this many times above the largest final loss of the
+# states below it, without E having settled, stalled in a local minimum: the double well
+# x^4 - 12 x^2 on [-5, 5] left states 2-4 at 2e-6 to 7e-6 in two of four seeds (E 3e-9, psi
+# 3e-5), the states around them at 1e-14 to 1e-11, the same states from other seeds at 1e-11.
+STALL_FACTOR = 1e4
+RETRY_SEED = 1000  # attempt k starts from the network of seed + RETRY_SEED * k
+
+
+def stalled(result, below: list) -> bool:
+    """Whether a state's fit (train.FitResult) stalled: completed, E not settled, its final
+    loss STALL_FACTOR times the largest of the states `below` it (their FitResults). A resumed
+    state, whose fit ran no step, has no final loss: never stalled."""
+    floors = [r.final_loss[0] for r in below if np.isfinite(r.final_loss[0])]
+    loss = result.final_loss[0] if result.final_loss else float("nan")
+    if not floors or not np.isfinite(loss) or result.status != "completed":
+        return False
+    return "E settled" not in result.stop_reason and loss > STALL_FACTOR * max(floors)
+
+
+def _retrained(cfg: Config, n: int, first: tuple, inputs: tuple, frame: Frame, attempt: int):
+    """(built, result) of state n trained again from seed + RETRY_SEED * attempt, or `first`
+    where that ends at a higher loss. The kept attempt's checkpoints are the state's (a resume
+    continues from them), its rows metrics.csv's; its stop reason says what happened."""
+    import shutil
+
+    built, result = first
+    seed = cfg.seed + RETRY_SEED * attempt
+    loss = result.final_loss[0]
+    log.warning(
+        "state %d: the refinement stalled at loss %.3e (%s), far above the states below it; "
+        "training it again from the network of seed %d",
+        n,
+        loss,
+        result.stop_reason,
+        seed,
+    )
+    home = outputs.checkpoint_dir(cfg.state, n)
+    trial = f"{home}_attempt"
+    frame.metrics.truncate_after(n, -1)
+    again = build(dataclasses.replace(cfg, seed=seed), n, *inputs)
+    retried = train_one(cfg, n, again, frame, False, sub=trial)
+    better = retried.final_loss[0] < loss
+    shutil.rmtree(frame.run_dir / (home if better else trial), ignore_errors=True)
+    if better:
+        (frame.run_dir / trial).rename(frame.run_dir / home)
+        retried.stop_reason += (
+            f" (attempt {attempt + 1}, seed {seed}; the last stalled at {loss:.3e})"
+        )
+        return again, retried
+    frame.metrics.truncate_after(n, -1)
+    for record in result.history:
+        frame.metrics.write({"state": n, **record})
+    log.info(
+        "state %d: attempt %d ended at %.3e; keeping the earlier one",
+        n,
+        attempt + 1,
+        retried.final_loss[0],
+    )
+    return built, result
 
 
 def _log_parity(mirror: tuple[bool, ...], top: int, nodes: int) -> None:

@@ -159,6 +159,7 @@ def _check_settings(cfg: Config) -> None:
         f"device (its members already batch the work); use train.devices=1 or train.ensemble=1",
     )
     _require(t.keep_checkpoints >= 1, f"train.keep_checkpoints={t.keep_checkpoints} must be >= 1")
+    _require(t.retries >= 0, f"train.retries={t.retries} must be >= 0 (0: never retrain a state)")
     _require(
         cfg.optim.refine_steps >= 0, f"optim.refine_steps={cfg.optim.refine_steps} must be >= 0"
     )

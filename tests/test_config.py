@@ -100,6 +100,7 @@ def test_impossible_values_name_the_value(composer, key, value, needle):
         (["train.ensemble=4", "state=1"], "state=0 or train.ensemble=1"),
         (["train.ensemble=2", "train.devices=2"], "train.devices=1 or train.ensemble=1"),
         (["initial=gaussian", "train.devices=2"], "equation=tdse runs on one device"),
+        (["train.retries=-1"], "train.retries=-1 must be >= 0"),
     ],
 )
 def test_impossible_potentials(composer, overrides, needle):

@@ -420,3 +420,63 @@ def test_six_states_of_the_infinite_well_on_a_small_budget(tmp_path):
         assert st["wavefunction"]["l2_error"] <= 1e-6, st
         assert st["nodes"] == n and st["parity"] == ("even" if n % 2 == 0 else "odd"), st
     assert [st["n"] for st in s["states"]] == list(range(6))
+
+
+def _fit(loss, reason="all steps done", status="completed"):
+    from pinn_cli import train
+
+    return train.FitResult(params=None, status=status, stop_reason=reason, final_loss=[loss])
+
+
+def test_a_state_stalled_where_it_ends_far_above_the_states_below_without_e_settling():
+    below = [_fit(1e-14), _fit(3e-13)]
+    factor = experiment.STALL_FACTOR
+    assert experiment.stalled(_fit(2e-6), below)
+    assert experiment.stalled(_fit(3e-13 * factor * 1.01), below)
+    assert not experiment.stalled(_fit(3e-13 * factor * 0.99), below)
+    assert not experiment.stalled(_fit(2e-6, "lm converged at step 900: E settled"), below)
+    assert not experiment.stalled(_fit(2e-6, status="interrupted"), below)
+    assert not experiment.stalled(_fit(float("nan")), below)  # resumed: no step ran
+    assert not experiment.stalled(_fit(2e-6), [])  # the ground state has nothing below it
+    assert experiment.stalled(_fit(2e-6), [_fit(float("nan")), _fit(1e-14)])
+
+
+@pytest.mark.parametrize("seed", [0, 2])  # the first attempt ends lower with 0, the retry with 2
+def test_a_stalled_state_is_trained_again_and_the_lower_loss_kept(tmp_path, monkeypatch, seed):
+    """With every state counted as stalled, state 1 is trained again from seed + 1000: the
+    attempt of lower final loss is kept, with its checkpoints in the state's folder and its
+    rows alone in metrics.csv, and the summary's stop reason says so where it is the retry."""
+    import csv
+
+    from pinn_cli import outputs
+
+    monkeypatch.setattr(experiment, "STALL_FACTOR", 0.0)
+    fits, train_one = [], experiment.train_one
+
+    def recorded(cfg, n, built, *args, **kwargs):
+        result = train_one(cfg, n, built, *args, **kwargs)
+        fits.append((n, result))
+        return result
+
+    monkeypatch.setattr(experiment, "train_one", recorded)
+    cfg = config(
+        "state=1",
+        "train.retries=1",
+        "model.width=8",
+        "train.steps=200",
+        "optim.refine_steps=30",
+        "checks.strict=false",
+        f"seed={seed}",
+    )
+    assert experiment.run(cfg, tmp_path).code == 0
+    first, again = [r for n, r in fits if n == 1]
+    kept = min(first, again, key=lambda r: r.final_loss[0])
+    rows = [r for r in csv.DictReader((tmp_path / outputs.METRICS).open()) if r["state"] == "1"]
+    steps = [int(r["step"]) for r in rows]
+    assert steps == sorted(steps) and len(rows) == len(kept.history)
+    assert float(rows[-1]["loss"]) == kept.final_loss[0]
+    folders = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert folders == ["state_0", "state_1"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    retry_kept = f"attempt 2, seed {seed + 1000}" in summary["states"][1]["stop_reason"]
+    assert retry_kept == (kept is again)
