@@ -422,10 +422,12 @@ def test_six_states_of_the_infinite_well_on_a_small_budget(tmp_path):
     assert [st["n"] for st in s["states"]] == list(range(6))
 
 
-def _fit(loss, reason="all steps done", status="completed"):
+def _fit(loss, reason="all steps done", status="completed", extended_by=0):
     from pinn_cli import train
 
-    return train.FitResult(params=None, status=status, stop_reason=reason, final_loss=[loss])
+    return train.FitResult(
+        params=None, status=status, stop_reason=reason, final_loss=[loss], extended_by=extended_by
+    )
 
 
 def test_a_state_stalled_where_it_ends_far_above_the_states_below_without_e_settling():
@@ -436,6 +438,7 @@ def test_a_state_stalled_where_it_ends_far_above_the_states_below_without_e_sett
     assert not experiment.stalled(_fit(3e-13 * factor * 0.99), below)
     assert not experiment.stalled(_fit(2e-6, "lm converged at step 900: E settled"), below)
     assert not experiment.stalled(_fit(2e-6, status="interrupted"), below)
+    assert not experiment.stalled(_fit(2e-6, extended_by=50), below)  # still falling at the end
     assert not experiment.stalled(_fit(float("nan")), below)  # resumed: no step ran
     assert not experiment.stalled(_fit(2e-6), [])  # the ground state has nothing below it
     assert experiment.stalled(_fit(2e-6), [_fit(float("nan")), _fit(1e-14)])
