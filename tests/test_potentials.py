@@ -243,3 +243,22 @@ def test_the_judges_rule_averages_rounding_noise_in_an_excited_state():
     rule = evaluation.fine_rule(pot)[0]
     single = quadrature.gauss_fixed(pot.box, 256)
     assert 4 * scatter(rule.x[:, 0], rule.w) < scatter(single.x[:, 0], single.w)
+
+
+def test_the_smooth_reference_is_evaluated_once_for_every_state_on_the_same_nodes(monkeypatch):
+    """The judge asks for one state at a time on its 16384 nodes: the Legendre basis is
+    evaluated there once for all of them, and again on other nodes, with the same values."""
+    pot = make_potential("formula", formula="x**4", domain=(-5, 5))
+    pairs = [evaluation.reference_eigenpair(pot, n) for n in range(3)]
+    basis = evaluation._eigenbasis(pot, 10)
+    calls, states = [], type(basis).states
+    evaluation._LAST_STATES.clear()  # nothing kept from an earlier test
+    monkeypatch.setattr(type(basis), "states", lambda self, x: calls.append(1) or states(self, x))
+    x = evaluation.fine_rule(pot)[0].x[:, 0]
+    got = [p.psi(x) for p in pairs]
+    assert len(calls) == 1
+    direct = states(basis, x)
+    for n, values in enumerate(got):
+        assert np.array_equal(values, direct[:, n])
+    y = np.linspace(-5, 5, 101)
+    assert np.array_equal(pairs[2].psi(y), states(basis, y)[:, 2]) and len(calls) == 2
