@@ -66,6 +66,7 @@ _SIGN_FLOOR = 1e-6  # first |psi| above this fraction of its max fixes the sign 
 _FIRST_K = 32  # states tried first by `propagator`; doubled until the truncation is below tol
 _PSI0_NODES = (64, 128, 256, 512, 1024)  # Gauss-Legendre nodes per piece tried for psi0
 _PSI0_TAIL = 1e-13  # psi0 is resolved when its top Legendre coefficients are below this
+_CHUNK = 2048  # nodes per Legendre Vandermonde block when evaluating states (16 MB at 1024)
 
 
 @dataclass(frozen=True, eq=False)
@@ -302,11 +303,20 @@ def _legendre_basis(
     """The Eigenbasis of the states sum_k vectors[k, n] phi_k(xi(x)), zero outside the domain."""
     lo, hi = domain
     size = len(vectors)
+    # the states' Legendre coefficients: phi_k = (L_k - L_{k+2}) / sqrt(4k + 6)
+    shen = vectors / np.sqrt(4 * np.arange(size) + 6.0)[:, None]
+    coefficients = np.zeros((size + 2, vectors.shape[1]))
+    coefficients[:size] += shen
+    coefficients[2:] -= shen
 
     def states(x: np.ndarray) -> np.ndarray:
         inside = ((x >= lo) & (x <= hi))[:, None]
         xi = np.clip(2.0 * (x - lo) / (hi - lo) - 1.0, -1.0, 1.0)
-        return np.where(inside, _shen(xi, size) @ vectors, 0.0)
+        values = np.empty((xi.size, coefficients.shape[1]))
+        for start in range(0, xi.size, _CHUNK):  # the Vandermonde rows a chunk at a time
+            part = slice(start, start + _CHUNK)
+            values[part] = np.polynomial.legendre.legvander(xi[part], size + 1) @ coefficients
+        return np.where(inside, values, 0.0)
 
     return Eigenbasis(energies, "legendre_galerkin", states)
 
