@@ -159,6 +159,7 @@ def write_summary(frame: Frame, summary: dict, results: list) -> None:
     outputs.write_json_atomic(frame.run_dir / outputs.SUMMARY, summary)
     if isinstance(frame.metrics, trackers.TrackedMetrics):
         frame.metrics.flush()
+    frame.metrics.close()
     frame.trackers.finish(summary, frame.run_dir)
 
 

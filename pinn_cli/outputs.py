@@ -70,16 +70,21 @@ def member_dir(i: int) -> str:
 
 
 class MetricsWriter:
-    """Appends one row per log record; the header comes from the first record written."""
+    """Appends one row per log record; the header comes from the first record written. The
+    file stays open between rows and is flushed after each (a row per training block: opening
+    it per row cost ~1 ms of each ~5 ms block overhead); rewriting it closes it first."""
 
     def __init__(self, path: Path, fields: list[str] | None = None):
         self.path = Path(path)
         self._fields = fields  # None: the first record's keys
+        self._file = None
+        self._writer: csv.DictWriter | None = None
 
     def truncate_after(self, state: int, step: int, key: str = "state") -> None:
         """Drop the rows of `state` (or time window; column `key`) after `step`, where its
         restored checkpoint is: a resumed run's metrics read as one uninterrupted run. The rows
         of other states stay (each later state truncates its own when it is restored)."""
+        self.close()
         if not self.path.exists():
             return
         with self.path.open(newline="") as f:
@@ -95,11 +100,18 @@ class MetricsWriter:
     def write(self, record: dict) -> None:
         if self._fields is None:
             self._fields = list(record)
-        with self.path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self._fields, extrasaction="ignore")
-            if f.tell() == 0:
-                writer.writeheader()
-            writer.writerow(record)
+        if self._file is None:
+            self._file = self.path.open("a", newline="")
+            self._writer = csv.DictWriter(self._file, self._fields, extrasaction="ignore")
+            if self._file.tell() == 0:
+                self._writer.writeheader()
+        self._writer.writerow(record)
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file, self._writer = None, None
 
 
 def read_metrics(path: Path) -> dict[str, list]:

@@ -322,6 +322,9 @@ class TrackedMetrics:
         pending, self._pending = self._pending, []
         self.trackers.rows(pending)
 
+    def close(self) -> None:
+        self.writer.close()
+
 
 def default_uri() -> str:
     """A file store in mlruns/ of the folder pinn-run was started in (beside outputs/)."""

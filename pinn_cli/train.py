@@ -382,6 +382,8 @@ def _keep_alive(old: TrainState, new: TrainState, alive: np.ndarray, name: str, 
         )
         new = new.replace(params=params, opt={**new.opt, name: opt_state})
     record = [-1 if d is None else d for d in diverged_at]
+    if alive.all() and not any(d >= 0 for d in record):
+        return new  # nothing diverged: new carries the state's all -1 (no device transfer)
     return new.replace(diverged_at=jnp.asarray(record, jnp.int32))
 
 

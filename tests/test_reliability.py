@@ -445,3 +445,21 @@ def test_a_checkpoint_is_written_while_training_goes_on_and_its_error_is_not_los
     with pytest.raises(OSError, match="No space left"):
         checkpoints.close()
     assert checkpoint_steps(tmp_path) == [10]
+
+
+def test_metrics_rows_are_on_disk_after_each_write_and_survive_a_truncation(tmp_path):
+    """The writer keeps metrics.csv open between rows: each row is readable as soon as it is
+    written (a crash loses none), a truncation for a restored state rewrites the file, and
+    rows written after it follow the kept ones with one header."""
+    from pinn_cli import outputs
+
+    path = tmp_path / outputs.METRICS
+    writer = outputs.MetricsWriter(path)
+    for step in (100, 200, 300):
+        writer.write({"state": 0, "step": step, "loss": 1.0 / step})
+        assert outputs.read_metrics(path)["step"][-1] == step
+    writer.truncate_after(0, 200)
+    writer.write({"state": 0, "step": 250, "loss": 0.004})
+    writer.close()
+    assert outputs.read_metrics(path)["step"] == [100, 200, 250]
+    assert path.read_text().count("state,step,loss") == 1
