@@ -289,7 +289,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     # 1-D state=n: an excited state whose refinement ends far above the loss the states below
-    # it reached (STALL_FACTOR times, without E having settled: a local minimum) is trained
+    # it reached (stopping.STALL_FACTOR times, without E having settled: a local minimum) is trained
     # again from another initialisation (seed + 1000 * attempt), up to this many times; the
     # attempt of lowest loss is kept. 0: never
     retries: int = 2

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import judging, outputs, provenance, trackers
+from . import judging, outputs, provenance, stopping, trackers
 from .assemble import Built, build, potential_from, state_parity
 from .config import Config, ConfigError
 from .judging import StateRun, network_values
@@ -251,8 +251,9 @@ def _train_states(cfg: Config, frame: Frame, resume: bool):
             _log_parity(built.problem.psi.mirror, cfg.state, built.problem.x.shape[0])
         result = train_one(cfg, n, built, frame, resume)
         for attempt in range(1, cfg.train.retries + 1):
-            scale = max(abs(_last_energy(result)), built.problem.energy_scale)
-            if potential.dim != 1 or not stalled(result, [r.result for r in runs], scale):
+            scale = max(abs(stopping.last_energy(result)), built.problem.energy_scale)
+            below = [r.result for r in runs]
+            if potential.dim != 1 or not stopping.state_stalled(result, below, scale):
                 break
             built, result = _retrained(cfg, n, (built, result), (lower, carrier), frame, attempt)
         runs.append(StateRun(n, built, result))
@@ -262,41 +263,7 @@ def _train_states(cfg: Config, frame: Frame, resume: bool):
     return runs, basis
 
 
-# An excited state's refinement that ends this many times above the largest final loss of the
-# states below it, without E having settled, stalled in a local minimum: the double well
-# x^4 - 12 x^2 on [-5, 5] left states 2-4 at 2e-6 to 7e-6 in two of four seeds (E 3e-9, psi
-# 3e-5), the states around them at 1e-14 to 1e-11, the same states from other seeds at 1e-11.
-STALL_FACTOR = 1e4
-# ... and a loss (integral r^2 / integral psi^2) within STALL_FLOOR of the state's energy scale
-# squared never counts as stalled: the infinite well on [-3, 3] (seed 11) ended state 1 at
-# 5.2e-16 with psi 9e-12, 1e4 times the ground state's loss at rounding, and trained it twice
-# more for nothing (8 s); the stalls above sat at 1e-8 of their E^2 and above.
-STALL_FLOOR = 1e-12
 RETRY_SEED = 1000  # attempt k starts from the network of seed + RETRY_SEED * k
-
-
-def stalled(result, below: list, scale: float = 0.0) -> bool:
-    """Whether a state's fit (train.FitResult) stalled: completed, E not settled, its loss
-    not still falling at the end of the budget (a refinement that ran on past it converges,
-    slowly; `x^4 - 8 x^2` state 2 ended so at 1.5e-10, 1e4 times its states below, and two
-    more attempts ended higher), above STALL_FLOOR * scale^2 (scale: the state's energy
-    scale), and its final loss STALL_FACTOR times the largest of the states `below` it
-    (their FitResults). A resumed state, whose fit ran no step, has no final loss: never
-    stalled."""
-    floors = [r.final_loss[0] for r in below if np.isfinite(r.final_loss[0])]
-    loss = result.final_loss[0] if result.final_loss else float("nan")
-    if not floors or not np.isfinite(loss) or result.status != "completed":
-        return False
-    if "E settled" in result.stop_reason or result.extended_by > 0:
-        return False
-    return loss > max(STALL_FACTOR * max(floors), STALL_FLOOR * scale**2)
-
-
-def _last_energy(result) -> float:
-    """The learned E of a fit's last log row (0 where it logged none)."""
-    last = result.history[-1] if result.history else {}
-    energy = last.get("energy", 0.0)
-    return energy if np.isfinite(energy) else 0.0
 
 
 def _retrained(cfg: Config, n: int, first: tuple, inputs: tuple, frame: Frame, attempt: int):

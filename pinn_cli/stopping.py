@@ -1,4 +1,5 @@
-"""When a refinement stage is over: its loss no longer falls, or its energy has settled.
+"""When a refinement stage is over: its loss no longer falls, or its energy has settled; and
+when an excited state's whole fit stalled (experiment trains it again).
 
 Pure NumPy on the per-member numbers each compiled block reports; train._run_stage asks after
 every block.
@@ -60,3 +61,39 @@ def settled(energies: list, tol: float, alive) -> bool:
     scale = np.abs(e_r) + 1e-300
     ok = (np.abs(e - e_r) <= max(tol, AGREE_TOL) * scale) & (np.abs(e_r - e_r_old) <= tol * scale)
     return bool(np.all(ok[alive]))
+
+
+# An excited state's refinement that ends this many times above the largest final loss of the
+# states below it, without E having settled, stalled in a local minimum: the double well
+# x^4 - 12 x^2 on [-5, 5] left states 2-4 at 2e-6 to 7e-6 in two of four seeds (E 3e-9, psi
+# 3e-5), the states around them at 1e-14 to 1e-11, the same states from other seeds at 1e-11.
+STALL_FACTOR = 1e4
+# ... and a loss (integral r^2 / integral psi^2) within STALL_FLOOR of the state's energy scale
+# squared never counts as stalled: the infinite well on [-3, 3] (seed 11) ended state 1 at
+# 5.2e-16 with psi 9e-12, 1e4 times the ground state's loss at rounding, and trained it twice
+# more for nothing (8 s); the stalls above sat at 1e-8 of their E^2 and above.
+STALL_FLOOR = 1e-12
+
+
+def state_stalled(result, below: list, scale: float = 0.0) -> bool:
+    """Whether a state's fit (train.FitResult) stalled: completed, E not settled, its loss
+    not still falling at the end of the budget (a refinement that ran on past it converges,
+    slowly; `x^4 - 8 x^2` state 2 ended so at 1.5e-10, 1e4 times its states below, and two
+    more attempts ended higher), above STALL_FLOOR * scale^2 (scale: the state's energy
+    scale), and its final loss STALL_FACTOR times the largest of the states `below` it
+    (their FitResults). A resumed state, whose fit ran no step, has no final loss: never
+    stalled."""
+    floors = [r.final_loss[0] for r in below if np.isfinite(r.final_loss[0])]
+    loss = result.final_loss[0] if result.final_loss else float("nan")
+    if not floors or not np.isfinite(loss) or result.status != "completed":
+        return False
+    if "E settled" in result.stop_reason or result.extended_by > 0:
+        return False
+    return loss > max(STALL_FACTOR * max(floors), STALL_FLOOR * scale**2)
+
+
+def last_energy(result) -> float:
+    """The learned E of a fit's last log row (0 where it logged none)."""
+    last = result.history[-1] if result.history else {}
+    energy = last.get("energy", 0.0)
+    return energy if np.isfinite(energy) else 0.0

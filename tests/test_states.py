@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from test_train import config
 
-from pinn_cli import experiment
+from pinn_cli import experiment, stopping
 
 SMALL = ["train.steps=1000", "optim.refine_steps=300"]
 
@@ -432,23 +432,23 @@ def _fit(loss, reason="all steps done", status="completed", extended_by=0):
 
 def test_a_state_stalled_where_it_ends_far_above_the_states_below_without_e_settling():
     below = [_fit(1e-14), _fit(3e-13)]
-    factor = experiment.STALL_FACTOR
-    assert experiment.stalled(_fit(2e-6), below)
-    assert experiment.stalled(_fit(3e-13 * factor * 1.01), below)
-    assert not experiment.stalled(_fit(3e-13 * factor * 0.99), below)
-    assert not experiment.stalled(_fit(2e-6, "lm converged at step 900: E settled"), below)
-    assert not experiment.stalled(_fit(2e-6, status="interrupted"), below)
-    assert not experiment.stalled(_fit(2e-6, extended_by=50), below)  # still falling at the end
-    assert not experiment.stalled(_fit(float("nan")), below)  # resumed: no step ran
-    assert not experiment.stalled(_fit(2e-6), [])  # the ground state has nothing below it
-    assert experiment.stalled(_fit(2e-6), [_fit(float("nan")), _fit(1e-14)])
+    factor = stopping.STALL_FACTOR
+    assert stopping.state_stalled(_fit(2e-6), below)
+    assert stopping.state_stalled(_fit(3e-13 * factor * 1.01), below)
+    assert not stopping.state_stalled(_fit(3e-13 * factor * 0.99), below)
+    assert not stopping.state_stalled(_fit(2e-6, "lm converged at step 900: E settled"), below)
+    assert not stopping.state_stalled(_fit(2e-6, status="interrupted"), below)
+    assert not stopping.state_stalled(_fit(2e-6, extended_by=50), below)  # still falling at the end
+    assert not stopping.state_stalled(_fit(float("nan")), below)  # resumed: no step ran
+    assert not stopping.state_stalled(_fit(2e-6), [])  # the ground state has nothing below it
+    assert stopping.state_stalled(_fit(2e-6), [_fit(float("nan")), _fit(1e-14)])
     # a loss at 1e-12 of the energy scale squared or below has not stalled, whatever is below
     # it (the infinite well on [-3, 3]: state 1 at 5.2e-16 over a ground state at 2.9e-21)
-    floor = experiment.STALL_FLOOR
-    assert not experiment.stalled(_fit(5.2e-16), [_fit(2.9e-21)], scale=1.1)
-    assert not experiment.stalled(_fit(floor * 400 * 0.99), [_fit(1e-30)], scale=20.0)
-    assert experiment.stalled(_fit(floor * 400 * 1.01), [_fit(1e-30)], scale=20.0)
-    assert experiment.stalled(_fit(6.8e-6), [_fit(1e-14)], scale=21.9)  # x^4 - 12 x^2, state 2
+    floor = stopping.STALL_FLOOR
+    assert not stopping.state_stalled(_fit(5.2e-16), [_fit(2.9e-21)], scale=1.1)
+    assert not stopping.state_stalled(_fit(floor * 400 * 0.99), [_fit(1e-30)], scale=20.0)
+    assert stopping.state_stalled(_fit(floor * 400 * 1.01), [_fit(1e-30)], scale=20.0)
+    assert stopping.state_stalled(_fit(6.8e-6), [_fit(1e-14)], scale=21.9)  # x^4 - 12 x^2, state 2
 
 
 @pytest.mark.parametrize("seed", [0, 2])  # the first attempt ends lower with 0, the retry with 2
@@ -460,8 +460,8 @@ def test_a_stalled_state_is_trained_again_and_the_lower_loss_kept(tmp_path, monk
 
     from pinn_cli import outputs
 
-    monkeypatch.setattr(experiment, "STALL_FACTOR", 0.0)
-    monkeypatch.setattr(experiment, "STALL_FLOOR", 0.0)
+    monkeypatch.setattr(stopping, "STALL_FACTOR", 0.0)
+    monkeypatch.setattr(stopping, "STALL_FLOOR", 0.0)
     fits, train_one = [], experiment.train_one
 
     def recorded(cfg, n, built, *args, **kwargs):
