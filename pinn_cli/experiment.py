@@ -214,11 +214,14 @@ def cache_folder(setting: str | None) -> Path | None:
 def configure_jax(cfg: Config) -> None:
     import jax
 
+    from . import exported
+
     jax.config.update("jax_enable_x64", cfg.precision == "float64")
     folder = cache_folder(cfg.compile_cache)
     if folder is not None:
         jax.config.update("jax_compilation_cache_dir", str(folder))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    exported.configure(None if folder is None else folder / exported.SUBFOLDER)
     warning = provenance.precision_warning(cfg.precision)
     if warning:
         log.warning(warning)

@@ -112,6 +112,9 @@ class Stage:
     block_size: int | None = None  # steps per compiled block; None: the plan's log interval
     converges: bool = False  # stop once a block no longer lowers the loss (refinement stages)
     solver: str | None = None  # the linear solver of a second-order stage, for the record
+    # the settings its functions were built from (programs._stages): `exported` stores its
+    # compiled blocks' programs on disk under it; None: traced anew by every process
+    ident: tuple | None = None
     # compiled blocks by (steps, argument signature), kept with the stage for its next problem
     # (not an __init__ argument: a stage made by dataclasses.replace starts with none)
     compiled: dict = dataclasses.field(default_factory=dict, init=False, repr=False)

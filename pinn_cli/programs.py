@@ -70,7 +70,11 @@ def _stages(kind, first_stage, lr_schedule, lr, lr_final, steps, refine, solver,
         stages.append(lm)
     elif refine == "lbfgs":
         stages.append(dataclasses.replace(lbfgs_stage(loss, REFINE_BLOCK), enter=enter))
-    return tuple(for_members(st, members) for st in stages)
+    ident = (kind.__qualname__, first_stage, lr_schedule, lr, lr_final, steps, refine, solver)
+    return tuple(
+        dataclasses.replace(for_members(st, members), ident=(i, st.name, *ident, *rest))
+        for i, st in enumerate(stages)
+    )
 
 
 def sharded(problem) -> bool:

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from . import ensemble
+from . import ensemble, exported
 from .compiling import Ahead, Interrupted, compile_interruptibly
 from .optim import Stage, signature
 from .problem import Problem
@@ -151,7 +151,7 @@ def fit(
     result = FitResult(params=state.params, step=int(state.step))
     result.diverged_at = [None if d < 0 else int(d) for d in np.asarray(state.diverged_at)]
     result.final_loss = [float("nan")] * plan.ensemble
-    diagnostics = Diagnostics(diagnostics_program(plan.ensemble), problem)
+    diagnostics = Diagnostics(diagnostics_program(plan.ensemble), problem, plan.ensemble)
     diagnostics.ahead(state.params)
     callbacks = callbacks or Callbacks()
     loop = _Loop(problem, plan, callbacks, diagnostics, result)
@@ -183,8 +183,8 @@ class Diagnostics:
 
     compiled: ClassVar[dict] = {}  # (program, signature) -> Ahead, then the compiled program
 
-    def __init__(self, program: Callable, problem):
-        self.program, self.problem = program, problem
+    def __init__(self, program: Callable, problem, members: int = 1):
+        self.program, self.problem, self.members = program, problem, members
 
     def _key(self, params):
         return self.program, signature(self.problem, params)
@@ -192,7 +192,8 @@ class Diagnostics:
     def ahead(self, params) -> None:
         key = self._key(params)
         if key not in self.compiled:
-            lowered = lambda: self.program.lower(self.problem, params).compile()  # noqa: E731
+            args, ident = (self.problem, params), ("diagnostics", self.members)
+            lowered = lambda: exported.lower(self.program, args, (), ident).compile()  # noqa: E731
             self.compiled[key] = Ahead(lowered)
 
     def __call__(self, params):
@@ -320,7 +321,7 @@ class _Blocks:
         entry = self.stage.compiled.get(key)
         if entry is None:
             tc = time.perf_counter()
-            lowered = self.stage.block.lower(*args, n)
+            lowered = exported.lower(self.stage.block, args, (n,), self.stage.ident)
             self.stage.compiled[key] = compile_interruptibly(lowered, callbacks.stop_requested)
             self.result.compile_s += time.perf_counter() - tc
         elif isinstance(entry, Ahead):
@@ -335,7 +336,10 @@ class _Blocks:
         args = (self.problem, state.params, state.opt[self.stage.name])
         key = (n, signature(*args))
         if key not in self.stage.compiled:
-            self.stage.compiled[key] = Ahead(lambda: self.stage.block.lower(*args, n).compile())
+            stage = self.stage
+            self.stage.compiled[key] = Ahead(
+                lambda: exported.lower(stage.block, args, (n,), stage.ident).compile()
+            )
         entry = self.stage.compiled[key]
         return entry if isinstance(entry, Ahead) else Ahead(lambda: entry)
 
