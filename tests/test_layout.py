@@ -35,6 +35,7 @@ LAYERS = {
     "tdse": 1,
     "physics": 0,
     "compiling": 0,
+    "exported": 0,
     "sharding": 0,
     "model": 0,
     "mirror": 0,
