@@ -42,3 +42,14 @@ def pinn_run():
         return proc
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _programs_traced_in_process(monkeypatch):
+    """In-process runs trace their programs instead of reading stored ones (exported.py): a test
+    that patches a function or constant the programs use must not read a program an earlier,
+    unpatched run stored under the same key. The console-script tests store and read them."""
+    from pinn_cli import exported
+
+    monkeypatch.setattr(exported, "_folder", None)
+    monkeypatch.setattr(exported, "configure", lambda folder: None)

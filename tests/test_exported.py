@@ -14,11 +14,9 @@ from pinn_cli import exported
 
 
 @pytest.fixture
-def store(tmp_path):
-    before = exported.folder()
-    exported.configure(tmp_path / "programs")
-    yield tmp_path / "programs"
-    exported.configure(before)
+def store(tmp_path, monkeypatch):
+    monkeypatch.setattr(exported, "_folder", tmp_path / "programs")
+    return tmp_path / "programs"
 
 
 @dataclasses.dataclass
@@ -123,17 +121,13 @@ def test_arguments_of_another_structure_are_refused(store):
         call(toy, {**params, "c": jnp.asarray(1.0)})
 
 
-def test_off_or_without_an_identity_it_is_jits_own_lowering(tmp_path):
-    before = exported.folder()
-    try:
-        exported.configure(None)
-        fn, _ = counted()
-        assert isinstance(exported.lower(fn, args(), (3,), ident=("toy",)), jax.stages.Lowered)
-        exported.configure(tmp_path)
-        assert isinstance(exported.lower(fn, args(), (3,)), jax.stages.Lowered)
-        assert not list(tmp_path.iterdir())
-    finally:
-        exported.configure(before)
+def test_off_or_without_an_identity_it_is_jits_own_lowering(tmp_path, monkeypatch):
+    fn, _ = counted()
+    monkeypatch.setattr(exported, "_folder", None)
+    assert isinstance(exported.lower(fn, args(), (3,), ident=("toy",)), jax.stages.Lowered)
+    monkeypatch.setattr(exported, "_folder", tmp_path)
+    assert isinstance(exported.lower(fn, args(), (3,)), jax.stages.Lowered)
+    assert not list(tmp_path.iterdir())
 
 
 def test_levenberg_marquardt_blocks_stored_are_bitwise_the_traced_ones(store):
