@@ -79,8 +79,11 @@ def build() -> Path:
 
 
 def _capsule_pointer(name: str) -> int:
-    """The address of SciPy's BLAS routine `name` (scipy.linalg.cython_blas's C API)."""
-    import scipy.linalg.cython_blas as blas
+    """The address of SciPy's BLAS routine `name` (scipy.linalg.cython_blas's C API).
+    The package is imported first: `import scipy.linalg.cython_blas` would hold the
+    submodule's import lock while waiting for a thread that is importing scipy.linalg (the
+    run's preload), whose __init__ then needs that submodule: Python's deadlock error."""
+    from scipy.linalg import cython_blas as blas
 
     capsule = blas.__pyx_capi__[name]
     get_name = ctypes.pythonapi.PyCapsule_GetName

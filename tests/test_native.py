@@ -101,3 +101,58 @@ def test_a_kernel_that_cannot_be_built_leaves_xla_dot(monkeypatch, tmp_path, cap
     assert native._loaded.__wrapped__() is False
     assert "not built" in caplog.text
     assert not list(tmp_path.rglob("*.so"))
+
+
+WHILE_SCIPY_LOADS = r"""
+import importlib.abc, importlib.util, sys, threading, time
+from pinn_cli import native
+assert "scipy.linalg" not in sys.modules
+
+class Slow(importlib.abc.Loader):
+    def __init__(self, loader):
+        self.loader = loader
+    def create_module(self, spec):
+        started.set()
+        time.sleep(0.5)  # holds scipy.linalg's import lock, not yet in sys.modules
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+
+class Pause(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name != "scipy.linalg" or threading.current_thread().name != "preload":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        spec.loader = Slow(spec.loader)
+        return spec
+
+started = threading.Event()
+sys.meta_path.insert(0, Pause())
+errors = []
+def preload():
+    try:
+        import scipy.linalg
+    except BaseException as err:
+        errors.append(repr(err))
+thread = threading.Thread(target=preload, name="preload")
+thread.start()
+started.wait(5)
+try:
+    print(native._capsule_pointer("dsyrk") > 0)
+except BaseException as err:
+    errors.append(repr(err))
+thread.join()
+print(errors)
+"""
+
+
+def test_blas_is_found_while_another_thread_imports_scipy_linalg():
+    """The run imports SciPy in a background thread while the kernel looks up BLAS: with the
+    submodule imported before its package, the two threads' import locks deadlock (Python
+    raises in the thread importing scipy.linalg). Forced here by pausing that import between
+    taking its lock and entering sys.modules."""
+    done = subprocess.run(
+        [sys.executable, "-c", WHILE_SCIPY_LOADS], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:2] == ["True", "[]"], done.stdout
