@@ -112,9 +112,9 @@ class Stage:
     block_size: int | None = None  # steps per compiled block; None: the plan's log interval
     converges: bool = False  # stop once a block no longer lowers the loss (refinement stages)
     solver: str | None = None  # the linear solver of a second-order stage, for the record
-    # the settings its functions were built from (programs._stages): `exported` stores its
-    # compiled blocks' programs on disk under it; None: traced anew by every process
-    ident: tuple | None = None
+    # (raw, the settings its functions were built from): set by `identified`; `exported`
+    # stores its compiled blocks' programs on disk under `ident`
+    identity: tuple | None = None
     # compiled blocks by (steps, argument signature), kept with the stage for its next problem
     # (not an __init__ argument: a stage made by dataclasses.replace starts with none)
     compiled: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
@@ -131,6 +131,20 @@ class Stage:
             return jax.vmap(lambda p, o: raw(problem, p, o, n))(params, opt_state)
 
         return jax.jit(ensemble, static_argnums=3)
+
+    @property
+    def ident(self) -> tuple | None:
+        """The settings `raw` was built from, or None (traced anew by every process): a stage
+        whose `raw` was replaced after it was identified (dataclasses.replace) has none, so a
+        program stored for the old function is never read for the new one."""
+        if self.identity is None or self.identity[0] is not self.raw:
+            return None
+        return self.identity[1]
+
+
+def identified(stage: Stage, ident: tuple) -> Stage:
+    """The stage with the settings its functions were built from (see `Stage.ident`)."""
+    return dataclasses.replace(stage, identity=(stage.raw, ident))
 
 
 def signature(*args) -> tuple:

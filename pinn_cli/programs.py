@@ -19,7 +19,15 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from .lm import REFINE_BLOCK, lm_stage
-from .optim import Stage, adam_stage, for_members, lbfgs_stage, logged_schedule, make_schedule
+from .optim import (
+    Stage,
+    adam_stage,
+    for_members,
+    identified,
+    lbfgs_stage,
+    logged_schedule,
+    make_schedule,
+)
 from .resources import choose_solver
 from .states import ritz_output_layer
 
@@ -72,7 +80,7 @@ def _stages(kind, first_stage, lr_schedule, lr, lr_final, steps, refine, solver,
         stages.append(dataclasses.replace(lbfgs_stage(loss, REFINE_BLOCK), enter=enter))
     ident = (kind.__qualname__, first_stage, lr_schedule, lr, lr_final, steps, refine, solver)
     return tuple(
-        dataclasses.replace(for_members(st, members), ident=(i, st.name, *ident, *rest))
+        identified(for_members(st, members), (i, st.name, *ident, *rest))
         for i, st in enumerate(stages)
     )
 

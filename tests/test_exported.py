@@ -149,3 +149,19 @@ def test_levenberg_marquardt_blocks_stored_are_bitwise_the_traced_ones(store):
     assert len(stored) == 2
     if native.available():
         assert sum(native.TARGET in text for text in stored) == 1  # the LM block's Gram matrix
+
+
+def test_a_stage_whose_function_is_replaced_loses_its_identity():
+    """`Stage.ident` names the function it was built from: a stage made from it with another
+    `raw` (dataclasses.replace, as `programs.shifted` does) must not read the old program."""
+    from pinn_cli import api, assemble, programs
+
+    cfg, _ = api.compose("potential=finite_well", "model.width=8", "model.depth=1")
+    built = assemble.build(cfg, 0)
+    stages = [s for s, _ in programs.make_stages(built.problem, built.plan, built.state.params)]
+    assert all(s.ident is not None for s in stages)
+    assert len({s.ident for s in stages}) == len(stages)
+    lm = stages[-1]
+    assert dataclasses.replace(lm, name="renamed").ident == lm.ident  # same function
+    assert dataclasses.replace(lm, raw=stages[0].raw).ident is None
+    assert programs.shifted(lm).ident is None
