@@ -307,8 +307,11 @@ def version_line() -> str:
     return f"{first} {of(first)} ({parts}; Python {platform.python_version()})"
 
 
-# Overrides that can set hydra.mode: the studies (experiment=...) run as multiruns by themselves.
-MODE_KEYS = ("experiment", "hydra")
+# Overrides that can set hydra.mode: the studies (experiment=...) run as multiruns by
+# themselves; hydra.mode itself; a Hydra config group (hydra/launcher=..., whose file could).
+# The output folders (hydra.run.dir, hydra.sweep.dir) and hydra.job.* cannot.
+MODE_KEYS = ("experiment", "hydra/")
+MODE_SETTINGS = ("hydra", "hydra.mode")
 
 
 def _mode_only_where_set(get_mode):
@@ -316,6 +319,7 @@ def _mode_only_where_set(get_mode):
     (~0.3 s, a twentieth of a default run). Of pinn-run's own configs only an experiment sets
     it, so without an experiment or hydra.* override, or another config folder, there is
     nothing to read: the mode is the command line's (-m or not), as when the config sets none.
+    A scripted run names its folder (hydra.run.dir=...): that is no reason to compose twice.
     """
 
     @functools.wraps(get_mode)
@@ -330,7 +334,7 @@ def _mode_only_where_set(get_mode):
 
 
 def keys_set_mode(keys: list[str]) -> bool:
-    return any(k.startswith(MODE_KEYS) for k in keys)
+    return any(k.startswith(MODE_KEYS) or k in MODE_SETTINGS for k in keys)
 
 
 def main() -> None:

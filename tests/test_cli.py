@@ -200,18 +200,27 @@ def test_exit_now_runs_the_atexit_handlers_and_keeps_the_exit_code(tmp_path, cod
 
 def test_hydra_composes_the_config_for_its_mode_only_where_an_override_can_set_it():
     """Hydra composes the whole config once to read hydra.mode before composing it to run;
-    pinn-run skips that first composition unless an experiment, a hydra.* override or another
-    primary config could set the mode."""
+    pinn-run skips that first composition unless an experiment, hydra.mode, a Hydra config
+    group or another primary config could set the mode (an output folder cannot)."""
     from pinn_cli import cli
 
     calls = []
     wrapped = cli._mode_only_where_set(lambda self, name, overrides: calls.append(name) or "read")
-    assert wrapped(None, "config", ["potential=finite_well", "seed=1", "+train.x=1"]) is None
+    plain = ["potential=finite_well", "seed=1", "+train.x=1", "hydra.run.dir=/tmp/r"]
+    assert wrapped(None, "config", plain) is None
+    assert wrapped(None, "config", ["hydra.sweep.dir=s", "hydra.job.chdir=true"]) is None
     assert calls == []
-    for overrides in (["experiment=width_depth_study"], ["+experiment=x"], ["hydra.mode=MULTIRUN"]):
+    setting = (
+        ["experiment=width_depth_study"],
+        ["+experiment=x"],
+        ["hydra.mode=MULTIRUN"],
+        ["+hydra.mode=RUN"],
+        ["hydra/launcher=joblib"],
+    )
+    for overrides in setting:
         assert wrapped(None, "config", overrides) == "read"
     assert wrapped(None, "my_config", []) == "read"
-    assert len(calls) == 4
+    assert len(calls) == len(setting) + 1
 
 
 def test_a_mode_set_by_an_override_still_sweeps_without_m(tmp_path, pinn_run):
