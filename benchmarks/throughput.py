@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from benchmarks.speed import cpu_clock, machine, others_load, versions
-from pinn_cli import report
+from pinn_cli import sweep_jobs
 
 BIN = Path(sys.executable).parent
 JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
@@ -48,8 +48,8 @@ def run_study(study: str, overrides: list[str], tmp: Path, name: str) -> dict:
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
-    # an ensemble job counts as its networks (report.members_of): jobs are trained networks
-    jobs = report.load_sweep(sweep) if sweep.exists() else []
+    # an ensemble job counts as its networks (sweep_jobs.members_of): jobs are trained networks
+    jobs = sweep_jobs.load_sweep(sweep) if sweep.exists() else []
     errors = [job.objective for job in jobs if job.completed and job.objective is not None]
     return {
         "wall_s": wall,

@@ -8,8 +8,8 @@ and/or `model.depth` (`experiment=architecture_study`). Written into the sweep's
   study_error_vs_time.png  median error against median wall time, one point per architecture
                            and potential: colour the activation, marker the potential
 
-The jobs come from report.load_sweep; this module reads no files. Jobs that trained to the end
-count, "suspect" ones included (an architecture that misses the accuracy target is a result).
+The jobs come from sweep_jobs.load_sweep; this module reads no files. Jobs that trained to the
+end count, "suspect" ones included (an architecture that misses the accuracy target is a result).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ MARKERS = "os^Dv<>pP*hX"
 
 
 class StudyJob(Protocol):
-    """What the study reads of a job (report.Job)."""
+    """What the study reads of a job (sweep_jobs.Job)."""
 
     overrides: dict[str, str]
     summary: dict | None

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from test_sweeps import basic_jobs, fake_job, multirun, pinn_report, study_config, summary
 
-from pinn_cli import report, study
+from pinn_cli import report, study, sweep_jobs
 from pinn_cli.activations import ACTIVATIONS
 
 STUDY_YAML = Path(study.__file__).parent / "conf" / "experiment" / "architecture_study.yaml"
@@ -100,8 +100,8 @@ def check_study(sweep: Path, proc, potentials: list[str], shape_keys: list[str])
     section = md.split("## Which activation, how wide, how deep", 1)[1].split("\n## ", 1)[0]
     assert [f"figures/{n}" for n in names] == re.findall(r"\((figures/[^)]+)\)", section)
 
-    jobs = report.load_sweep(sweep)
-    swept = report.swept_keys(jobs)
+    jobs = sweep_jobs.load_sweep(sweep)
+    swept = sweep_jobs.swept_keys(jobs)
     grids = {g.potential: g for g in study.grids(study.trials(jobs, swept))}
     assert set(grids) == set(potentials)
     expected = independent_medians(sweep)
@@ -127,7 +127,7 @@ def test_a_tiny_study_runs_end_to_end(tmp_path):
         sweep, "model.activation=tanh,sin", "model.width=8,12", "seed=0,1", "potential=barrier"
     )
     check_study(sweep, proc, ["barrier"], ["model.width"])
-    grid = study.grids(study.trials(report.load_sweep(sweep), ["model.width"]))[0]
+    grid = study.grids(study.trials(sweep_jobs.load_sweep(sweep), ["model.width"]))[0]
     assert grid.activations == ["tanh", "sin"] and grid.shapes == [(8,), (12,)]
     assert (grid.count() == 2).all()
 
@@ -177,8 +177,8 @@ def synthetic_study(tmp_path):
 
 
 def test_study_grid_counts_suspect_jobs_and_skips_diverged_ones(synthetic_study):
-    jobs = report.load_sweep(synthetic_study)
-    swept = report.swept_keys(jobs)
+    jobs = sweep_jobs.load_sweep(synthetic_study)
+    swept = sweep_jobs.swept_keys(jobs)
     assert study.applies(swept) and not study.applies(["model.width", "seed"])
     [grid] = study.grids(study.trials(jobs, swept))
     assert grid.potential == "finite_well"  # from summary.json: not an override here

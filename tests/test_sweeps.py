@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import BIN, TINY
 
-from pinn_cli import report
+from pinn_cli import report, report_figures, sweep_jobs
 
 PROBE = '''
 import json, os, sys
@@ -117,7 +117,7 @@ def check_completed_sweep(sweep: Path, proc, key: str, values: list[str]) -> lis
     assert len(table) == len(completed)  # suspect jobs have their own section
     errors = [float(r["E rel. error"]) for r in table]
     assert errors == sorted(errors)
-    assert {r[key] for r in table} == {report.short(v) for v in completed}
+    assert {r[key] for r in table} == {report_figures.short(v) for v in completed}
     assert "Failed or unfinished" not in md
     assert (sweep / "figures" / "convergence.png").stat().st_size > 0
     assert (sweep / "figures" / "best_psi.png").stat().st_size > 0
@@ -203,7 +203,7 @@ def test_optuna_search_minimises_the_returned_energy_error(tmp_path):
     errors = [summary_of(sweep / str(n))["energy"]["rel_error"] for n in (0, 1)]
     assert results.best_value == min(errors)  # the objective is summary.json's rel_error
     trials = [
-        report.parse_overrides((sweep / str(n) / ".hydra" / "overrides.yaml").read_text())
+        sweep_jobs.parse_overrides((sweep / str(n) / ".hydra" / "overrides.yaml").read_text())
         for n in (0, 1)
     ]
     assert all(1e-4 <= float(t["train.lr"]) <= 1e-1 and t["model.depth"] == "1" for t in trials)
@@ -448,7 +448,8 @@ def test_report_aggregates_a_synthetic_sweep(synthetic, capsys):
     )
     assert by_job["5"]["status"] == "diverged" and "non-finite" in by_job["5"]["error"]
     assert by_job["6"]["status"] == "failed" and "DUE TO TIME LIMIT" in by_job["6"]["error"]
-    assert by_job["7"]["status"] == "unfinished" and by_job["7"]["error"] == report.NOTHING_LOGGED
+    assert by_job["7"]["status"] == "unfinished"
+    assert by_job["7"]["error"] == sweep_jobs.NOTHING_LOGGED
 
     md = (sweep / "report.md").read_text()
     results = md_section(md, "Results")
@@ -511,27 +512,27 @@ def test_overrides_parse_quoted_and_prefixed_entries():
         "- +model.width=8\n- 'potential.domain=[-2, 2]'\n"
         '- "note=a \\"b\\""\n- ~loss\n- ++seed=3\n'
     )
-    assert report.parse_overrides(text) == {
+    assert sweep_jobs.parse_overrides(text) == {
         "model.width": "8",
         "potential.domain": "[-2, 2]",
         "note": 'a "b"',
         "loss": "",
         "seed": "3",
     }
-    assert report.parse_overrides("[]\n") == {}
+    assert sweep_jobs.parse_overrides("[]\n") == {}
 
 
 def test_error_from_log_prefers_the_last_error_and_its_exception():
-    assert report.error_from_log("") is None
-    assert report.error_from_log("[t][pinn_run][INFO] - step 20\n") is None
+    assert sweep_jobs.error_from_log("") is None
+    assert sweep_jobs.error_from_log("[t][pinn_run][INFO] - step 20\n") is None
     plain = "Traceback (most recent call last):\n  File 'a'\nRuntimeError: run ended\n"
-    assert report.error_from_log(plain) == "RuntimeError: run ended"
+    assert sweep_jobs.error_from_log(plain) == "RuntimeError: run ended"
     logged = "[t][pinn_run][ERROR] - config error: model.width=0 must be at least 1\n"
-    assert report.error_from_log(logged) == "config error: model.width=0 must be at least 1"
+    assert sweep_jobs.error_from_log(logged) == "config error: model.width=0 must be at least 1"
 
 
 def test_short_labels_round_floats_only():
-    assert [report.short(v) for v in ("0.0020547625", "8", "tanh", "1e-3", None)] == [
+    assert [report_figures.short(v) for v in ("0.0020547625", "8", "tanh", "1e-3", None)] == [
         "0.002055",
         "8",
         "tanh",
@@ -613,7 +614,7 @@ def test_an_ensemble_job_without_its_member_summaries_stays_one_row(tmp_path):
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     ensemble_job(sweep, 0, ["train.ensemble=2"], [1e-6, 3e-6], members_written=False)
-    jobs = report.load_sweep(sweep)
+    jobs = sweep_jobs.load_sweep(sweep)
     assert [(j.name, j.value("energy.rel_error")) for j in jobs] == [("0", 1e-6)]
 
 
