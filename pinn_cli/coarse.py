@@ -40,11 +40,11 @@ def spectrum(potential, k: int) -> tuple[np.ndarray, float]:
 @functools.lru_cache(maxsize=8)
 def states(potential, k: int):
     """A 2-D potential's k lowest coarse energies and their wavefunctions
-    (`reference2d.coarse_states`), solved once per run for the decay layers, the excited
+    (`spectral2d.coarse_states`), solved once per run for the decay layers, the excited
     states' carriers and targets, and the coarse start."""
-    from . import reference2d
+    from . import spectral2d
 
-    return reference2d.coarse_states(potential, k)
+    return spectral2d.coarse_states(potential, k)
 
 
 DECAY_DEPTH = 7.0  # a decay layer is this many decay lengths 1 / kappa deep: psi falls by e^-7

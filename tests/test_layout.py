@@ -46,6 +46,7 @@ LAYERS = {
     "potentials": 0,
     "potentials2d": 0,
     "reference2d": 0,
+    "spectral2d": 0,
     "coarse": 0,
     "evaluation2d": 0,
     "quadrature": 0,

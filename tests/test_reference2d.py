@@ -8,16 +8,8 @@ import numpy as np
 import pytest
 from scipy.special import jn_zeros
 
-from pinn_cli.reference2d import (
-    Spectrum2D,
-    box2d,
-    coarse_energies,
-    disk,
-    harmonic2d,
-    levels,
-    separable2d,
-    spectral_element,
-)
+from pinn_cli.reference2d import Spectrum2D, box2d, disk, harmonic2d, levels, separable2d
+from pinn_cli.spectral2d import coarse_energies, spectral_element
 
 WELL_X = ((-2.0, -0.5, 20.0), (-0.5, 0.5, 0.0), (0.5, 2.0, 20.0))
 STEP_Y = ((-1.5, 0.3, 0.0), (0.3, 1.5, 10.0))
