@@ -40,7 +40,7 @@ def plot_points(potential, n: int = 801) -> np.ndarray:
 
 def reference_eigenpair(potential, n: int = 0) -> reference.Eigenpair:
     """Closed forms for a flat box, exact matching for any other piecewise-constant potential;
-    for the oscillator and smooth V the eigenbasis of `propagation.eigenbasis` (Hermite
+    for the oscillator and smooth V the eigenbasis of `eigenbases.eigenbasis` (Hermite
     functions where the walls do not matter, Legendre Galerkin converged to 1e-11 in the
     energies and 1e-9 in the states otherwise); finite differences with Richardson extrapolation
     for V with both smooth parts and jumps, or where the Galerkin method does not converge.
@@ -66,7 +66,7 @@ def reference_eigenpair(potential, n: int = 0) -> reference.Eigenpair:
 
 
 def _smooth_pair(potential, n: int) -> reference.Eigenpair | None:
-    """State n of `propagation.eigenbasis`, or None where it does not apply (V with jumps) or
+    """State n of `eigenbases.eigenbasis`, or None where it does not apply (V with jumps) or
     does not converge (V not smooth)."""
     basis = _eigenbasis(potential, 10 * (n // 10 + 1))  # one solve for states 0-9 of a run
     if basis is None:
@@ -100,10 +100,10 @@ GALERKIN_LARGEST = 1024  # basis functions tried at most (a kink in V would take
 @functools.lru_cache(maxsize=8)
 def _eigenbasis(potential, count: int):
     """The converged eigenbasis, or None (remembered, so a V that is not smooth costs once)."""
-    from . import propagation
+    from . import eigenbases
 
     try:
-        return propagation.eigenbasis(potential, count, GALERKIN_LARGEST)
+        return eigenbases.eigenbasis(potential, count, GALERKIN_LARGEST)
     except (ValueError, RuntimeError):
         return None
 

@@ -104,7 +104,7 @@ def coherent(potential, x0: float) -> InitialState:
 
 def superposition(potential, coefficients, name: str = "superposition") -> InitialState:
     """sum_n c_n psi_n / ||c|| over eigenstates 0, 1, ...; psi_n'' = (V - E_n) psi_n."""
-    from .propagation import eigenbasis
+    from .eigenbases import eigenbasis
 
     c = np.asarray(coefficients, dtype=complex)
     if c.ndim != 1 or c.size == 0 or not np.any(c != 0) or not np.all(np.isfinite(c)):

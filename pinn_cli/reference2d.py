@@ -38,7 +38,7 @@ _EPS = np.finfo(float).eps
 _CLOSED_FORM_ACCURACY = 4 * _EPS  # a sum of two correctly rounded terms
 _DISK_ACCURACY = 4e-15  # jn_zeros: |J_m(j)/J_m'(j)| / j <= 7e-16 measured for m, s < 30
 _MATCHING_ACCURACY = 1e-13  # reference.piecewise_constant's stated relative accuracy
-_GALERKIN_ACCURACY = 1e-11  # propagation.eigenbasis's Legendre Galerkin, converged in the energies
+_GALERKIN_ACCURACY = 1e-11  # eigenbases.eigenbasis's Legendre Galerkin, converged in the energies
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def harmonic2d(omega, k: int, domain: Rect | None = None) -> Spectrum2D:
     + wy(2m+1), psi = products of the Hermite functions of `reference.harmonic`.
 
     In the rectangle `domain` with psi = 0 on its sides, V separates into two 1-D oscillators in
-    boxes, each solved by `propagation.eigenbasis`: Hermite functions for the states whose tails
+    boxes, each solved by `eigenbases.eigenbasis`: Hermite functions for the states whose tails
     are below 1e-11 at both walls, Legendre Galerkin (converged to 1e-11) for the rest. The plane's
     closed form is wrong where the walls reach psi: omega = (0.5, 1) in the default [-6, 6]^2 has
     its ground state at 1.50000007075, 4.7e-8 above the plane's 1.5.
@@ -160,10 +160,10 @@ def harmonic2d(omega, k: int, domain: Rect | None = None) -> Spectrum2D:
     if domain is None:
         xs, ys = ([harmonic(w, n) for n in range(k)] for w in ws)
         return Spectrum2D(*_products(xs, ys, k), "closed_form", _CLOSED_FORM_ACCURACY)
-    from . import potentials, propagation
+    from . import eigenbases, potentials
 
     axes = [potentials.harmonic(axis, w) for axis, w in zip(_check_rect(domain), ws)]
-    bases = [propagation.eigenbasis(axis, k) for axis in axes]
+    bases = [eigenbases.eigenbasis(axis, k) for axis in axes]
     energies, psi, (i, j) = _basis_products(*bases, k)
     plane = ws[0] * (2 * i + 1.0) + ws[1] * (2 * j + 1.0)
     if np.all(np.abs(energies - plane) <= _GALERKIN_ACCURACY * plane):  # walls move no level
@@ -172,7 +172,7 @@ def harmonic2d(omega, k: int, domain: Rect | None = None) -> Spectrum2D:
 
 
 def _basis_products(bx, by, k: int) -> tuple[np.ndarray, Wavefunctions, tuple]:
-    """`_products` for two 1-D `propagation.Eigenbasis` (each evaluated once per call), with the
+    """`_products` for two 1-D `eigenbases.Eigenbasis` (each evaluated once per call), with the
     1-D indices (i, j) of the k states."""
     sums, i, j = _lowest_sums(bx.energies, by.energies, k)
 

@@ -65,6 +65,7 @@ LAYERS = {
     "plots_time": 0,
     "initial_states": 0,
     "evaluation_time": 0,
+    "eigenbases": 0,
     "propagation": 0,
     "trackers": 0,
     "stopping": 0,
@@ -123,6 +124,7 @@ def test_imports_point_down(module):
         "study",
         "reference",
         "propagation",
+        "eigenbases",
     ],
 )
 def test_judging_and_outputs_never_import_training(module):

@@ -13,13 +13,9 @@ from scipy.sparse import diags, identity
 from scipy.sparse.linalg import splu
 
 from pinn_cli import reference
+from pinn_cli.eigenbases import eigenbasis
 from pinn_cli.potentials import Potential, make_potential
-from pinn_cli.propagation import (
-    coherent_state,
-    eigenbasis,
-    propagator,
-    well_superposition,
-)
+from pinn_cli.propagation import coherent_state, propagator, well_superposition
 
 # -psi'' + x^4 psi = E psi on the whole line (tabulated; the walls at +-5 are ~e^-39 away).
 QUARTIC = (1.0603620904841828, 3.7996730298013941, 7.4556979379867383, 11.644745511378163)
