@@ -229,15 +229,9 @@ def least_squares(problem: Problem, unravel: Callable, chunk: int = DIAGONAL_CHU
     def overlaps(flat):
         return physics.overlaps(lower, w, val_point(flat, problem.x, v)[1][0])
 
-    def finish(res, p):
-        n2 = jnp.sum(w * p**2)
-        if problem.normalization == "hard":
-            return sw * res / jnp.sqrt(n2), n2
-        return jnp.append(sw * res, jnp.sqrt(problem.norm_weight) * (n2 - 1.0)), n2
-
     def residual_vector(flat):
         p, lap = projected(flat)
-        return finish(physics.residual(p, lap, v, energy_of(flat)), p)[0]
+        return _rows(problem, physics.residual(p, lap, v, energy_of(flat)), p)[0]
 
     def with_jacobian(flat):
         j_res, (p, lap) = grad_point(flat, problem.x, v)
@@ -249,7 +243,7 @@ def least_squares(problem: Problem, unravel: Callable, chunk: int = DIAGONAL_CHU
             d_energy = jax.grad(energy_of)(flat)
             j_res = j_res + u @ j_c + (lower.p @ c)[:, None] * d_energy[None, :]
             p, lap = physics.project(lower, w, p, lap)
-        r, n2 = finish(physics.residual(p, lap, v, energy), p)
+        r, n2 = _rows(problem, physics.residual(p, lap, v, energy), p)
         g_n2 = jax.grad(projected_norm2)(flat)
         if problem.normalization == "hard":
             jr = (sw / jnp.sqrt(n2))[:, None] * j_res - (r / (2.0 * n2))[:, None] * g_n2[None, :]
@@ -258,6 +252,15 @@ def least_squares(problem: Problem, unravel: Callable, chunk: int = DIAGONAL_CHU
         return r, jnp.vstack([sw[:, None] * j_res, c * g_n2[None, :]])
 
     return LeastSquares(residual_vector, with_jacobian, _diagonal(problem, unravel, chunk))
+
+
+def _rows(problem: Problem, res, p) -> tuple[jax.Array, jax.Array]:
+    """The loss as residual rows (||rows||^2 = the loss, physics.loss_terms) from the pointwise
+    residual `res` of psi values `p`, and integral psi^2."""
+    sw, n2 = jnp.sqrt(problem.w), jnp.sum(problem.w * p**2)
+    if problem.normalization == "hard":
+        return sw * res / jnp.sqrt(n2), n2
+    return jnp.append(sw * res, jnp.sqrt(problem.norm_weight) * (n2 - 1.0)), n2
 
 
 def _diagonal(problem: Problem, unravel: Callable, chunk: int) -> Callable:

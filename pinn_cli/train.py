@@ -273,26 +273,32 @@ def _run_stage(loop: _Loop, stage: Stage, offset: int, n_steps: int, state: Trai
         if int(new.step) == end < ceiling:
             end = _extended(loop, end, ceiling, size, earlier, total, alive)
         stop = loop.callbacks.stop_requested()
-        settled = stage.converges and _settled(energies, loop.plan.settle_tol, alive)
-        converged = settled or (
-            stage.converges
-            and _stalled(
-                earlier, int(new.step) - loop.plan.refine_window, total, loop.plan.refine_tol, alive
-            )
-        )
+        why = _converged(loop.plan, stage, energies, earlier, int(new.step), total, alive)
+        converged = why is not None
         if converged:  # the stage is over: a resume from this checkpoint skips the rest
             state = state.replace(step=jnp.asarray(end, jnp.int32))
         step = int(new.step)
         if step % loop.plan.checkpoint_every == 0 or step == end or stop or converged:
             loop.callbacks.on_checkpoint(step, state)
         if stop or converged:
-            why = "E settled" if settled else "stopped decreasing"
             _stopped(loop.result, stage, step, total, alive, interrupted=stop, why=why)
             break
         earlier.append((int(new.step), total))
     if blocks.steps:
         loop.result.ms_per_step[stage.name] = 1e3 * blocks.seconds / blocks.steps
     return state
+
+
+def _converged(plan: Plan, stage: Stage, energies, earlier, step: int, total, alive) -> str | None:
+    """Why a refinement stage is over after the block ending at `step`: its E has settled or
+    its loss stopped decreasing; None while it goes on (and always for other stages)."""
+    if not stage.converges:
+        return None
+    if _settled(energies, plan.settle_tol, alive):
+        return "E settled"
+    if _stalled(earlier, step - plan.refine_window, total, plan.refine_tol, alive):
+        return "stopped decreasing"
+    return None
 
 
 def _extended(loop: _Loop, end: int, ceiling: int, size: int, earlier, total, alive) -> int:
