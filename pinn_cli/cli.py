@@ -255,7 +255,7 @@ def _stray_potential_key(err: BaseException) -> str | None:
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
     from .config import POTENTIAL_SCHEMAS
-    from .validation import not_a_parameter
+    from .limits import not_a_parameter
 
     cause = err.__cause__ if err.__cause__ is not None else err
     if not isinstance(cause, (ConfigAttributeError, ConfigKeyError)):

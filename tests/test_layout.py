@@ -56,6 +56,7 @@ LAYERS = {
     "reference": 0,
     "config": 0,
     "validation": 0,
+    "limits": 0,
     "resources": 0,
     "provenance": 0,
     "evaluation": 0,
