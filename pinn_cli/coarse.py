@@ -16,10 +16,10 @@ def spectrum(potential, k: int) -> tuple[np.ndarray, float]:
     """Coarse estimates of the k lowest energies (1-D: plain finite differences; 2-D: one
     spectral-element degree), and the lowest V on the boundary (sampled just inside it)."""
     if potential.dim == 1:
-        from . import reference
+        from . import finite_differences
 
         lo, hi = potential.domain
-        energies = reference.finite_difference_energies(potential, (lo, hi), k, 2000)
+        energies = finite_differences.finite_difference_energies(potential, (lo, hi), k, 2000)
         inside = 1e-9 * (hi - lo)
         edge = [potential(np.array(lo + inside)), potential(np.array(hi - inside))]
         return energies, float(min(edge))

@@ -22,8 +22,8 @@ the reference for smooth V and the basis the time-dependent reference propagates
 Measured accuracy of ``eigenbasis``: the oscillator's levels omega (2n + 1) from the Galerkin path
 (formula "x**2" on [-10, 10]) and the quartic oscillator's tabulated levels (on [-5, 5]) to ~1e-14
 relative, ~1e-13 absolute up to E ~ 100; the oscillator's wall-affected levels agree with
-``reference.finite_difference`` (Richardson) to its own ~1e-10; orthonormality of every basis to
-3e-13 or better (the closed-form/Galerkin mix of the oscillator; ~4e-14 for the others).
+``finite_differences.finite_difference`` (Richardson) to its own ~1e-10; orthonormality of every
+basis to 3e-13 or better (the closed-form/Galerkin mix of the oscillator; ~4e-14 for the others).
 
 Every state is real, normalised on [lo, hi], zero outside it, and positive on its first lobe
 (psi'(lo) > 0, as in ``reference``). NumPy/SciPy only.

@@ -11,7 +11,7 @@ import hashlib
 
 import numpy as np
 
-from . import outputs, quadrature, reference
+from . import finite_differences, outputs, quadrature, reference
 
 # The judge's rule in 1-D: JUDGE_NODES Gauss nodes across the domain by length, at least
 # JUDGE_PER_PIECE on each smooth piece, in panels of JUDGE_ORDER. An excited state is a small
@@ -57,7 +57,7 @@ def reference_eigenpair(potential, n: int = 0) -> reference.Eigenpair:
     if potential.omega is not None:
         return reference.harmonic(potential.omega, n)
     if not potential.piecewise_constant:
-        return reference.finite_difference(potential, potential.domain, n, grid=4000)
+        return finite_differences.finite_difference(potential, potential.domain, n, grid=4000)
     if len(potential.segments) == 1:
         pair = reference.infinite_well(potential.domain, n)
         shift = potential.segments[0][2]

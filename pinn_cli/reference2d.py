@@ -25,7 +25,7 @@ from scipy.special import jn_zeros, jv
 from .reference import (
     Eigenpair,
     Segment,
-    _check_domain,
+    check_domain,
     harmonic,
     infinite_well,
     piecewise_constant,
@@ -83,8 +83,8 @@ def _check_rect(domain) -> Rect:
     except (TypeError, ValueError) as err:
         raise ValueError(f"domain must be ((x0, x1), (y0, y1)), got {domain!r}") from err
     return (
-        _check_domain(x_range, "the x range of domain"),
-        _check_domain(y_range, "the y range of domain"),
+        check_domain(x_range, "the x range of domain"),
+        check_domain(y_range, "the y range of domain"),
     )
 
 

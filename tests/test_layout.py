@@ -54,6 +54,7 @@ LAYERS = {
     "nonlinear": 0,
     "formula": 0,
     "reference": 0,
+    "finite_differences": 0,
     "config": 0,
     "validation": 0,
     "limits": 0,

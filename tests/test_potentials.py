@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pinn_cli import evaluation, reference
+from pinn_cli import evaluation, finite_differences, reference
 from pinn_cli.formula import FormulaError, parse
 from pinn_cli.potentials import make_potential
 
@@ -51,7 +51,7 @@ def test_harmonic_closed_form_agrees_with_finite_differences(n):
     pot = make_potential("harmonic", domain=(-8, 8), omega=1.0)
     exact = evaluation.reference_eigenpair(pot, n)
     assert exact.energy == pytest.approx(2 * n + 1, rel=1e-13)
-    fd = reference.finite_difference(pot, pot.domain, n, grid=4000)
+    fd = finite_differences.finite_difference(pot, pot.domain, n, grid=4000)
     assert fd.energy == pytest.approx(exact.energy, rel=1e-8)
     x = np.linspace(-8, 8, 3001)
     h = x[1] - x[0]
@@ -99,7 +99,6 @@ def test_a_smooth_formula_s_reference_is_the_oscillator_to_rounding():
     """x**2 as a formula on [-10, 10] (walls far beyond state 5's reach): the reference
     (Legendre Galerkin) has the closed form's energies to 1e-12 and states to 1e-9 in L2; the
     second-order finite differences it replaced were off by ~1e-6 in psi."""
-    from pinn_cli import reference
 
     pot = make_potential("formula", domain=(-10, 10), formula="x**2")
     x = np.linspace(-10, 10, 40001)

@@ -12,7 +12,7 @@ import pytest
 from scipy.sparse import diags, identity
 from scipy.sparse.linalg import splu
 
-from pinn_cli import reference
+from pinn_cli import finite_differences, reference
 from pinn_cli.eigenbases import eigenbasis
 from pinn_cli.potentials import Potential, make_potential
 from pinn_cli.propagation import coherent_state, propagator, well_superposition
@@ -88,7 +88,7 @@ def test_harmonic_high_states_feel_the_walls():
     n = np.arange(10)
     np.testing.assert_allclose(basis.energies[:10], 2 * n + 1, rtol=1e-12)
     for n in (30, 35):
-        fd = reference.finite_difference(potential, potential.domain, n, grid=4000).energy
+        fd = finite_differences.finite_difference(potential, potential.domain, n, grid=4000).energy
         assert basis.energies[n] == pytest.approx(fd, rel=1e-9)
         assert basis.energies[n] - (2 * n + 1) > 0.3  # the walls matter: E_30 = 61.38..., not 61
 
@@ -114,7 +114,7 @@ def test_a_tunnel_split_pair_converges_with_pure_parities():
         np.testing.assert_allclose(mirrored[:, n], (-1) ** n * psi[:, n], atol=1e-12)
     # the energies of an independent method (second-order finite differences, extrapolated)
     for n in range(4):
-        fd = reference.finite_difference(potential, potential.domain, n).energy
+        fd = finite_differences.finite_difference(potential, potential.domain, n).energy
         assert abs(basis.energies[n] - fd) <= 1e-9 * abs(fd)
     assert 0 < basis.energies[1] - basis.energies[0] < 1e-6
 
@@ -130,7 +130,9 @@ def test_piecewise_constant_uses_exact_matching():
         basis.states(x), np.stack([p.psi(x) for p in pairs], axis=1), atol=1e-12
     )
     # an independent method: finite differences (jumps on nodes) + Richardson, ~1e-10
-    fd = [reference.finite_difference(potential, potential.domain, n).energy for n in (0, 5)]
+    fd = [
+        finite_differences.finite_difference(potential, potential.domain, n).energy for n in (0, 5)
+    ]
     np.testing.assert_allclose(basis.energies[[0, 5]], fd, rtol=1e-8)
 
 

@@ -9,13 +9,8 @@ import pytest
 from scipy.integrate import quad
 from scipy.optimize import brentq
 
-from pinn_cli.reference import (
-    Eigenpair,
-    finite_difference,
-    finite_difference_energies,
-    infinite_well,
-    piecewise_constant,
-)
+from pinn_cli.finite_differences import finite_difference, finite_difference_energies
+from pinn_cli.reference import Eigenpair, infinite_well, piecewise_constant
 
 FINITE_WELL = ((-2.0, -0.5, 50.0), (-0.5, 0.5, 0.0), (0.5, 2.0, 50.0))
 FINITE_WELL_E0 = 5.942242751944543
