@@ -16,7 +16,6 @@ from functools import lru_cache
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import eigh
-from scipy.sparse.linalg import LinearOperator, eigsh, splu
 from scipy.special import eval_legendre, roots_jacobi
 
 from .reference2d import (
@@ -28,6 +27,7 @@ from .reference2d import (
     _check_rect,
     levels,
 )
+from .sparse_eigen import lowest
 
 _FIRST_ORDER = 8  # polynomial degree of the first solve
 _ORDER_STEP = 2  # degree added per refinement; the last two solves give the accuracy
@@ -37,7 +37,6 @@ _PSI_TOL = 1e-8  # ... and no eigenspace by more than this (L2 distance)
 _ELEMENTS_PER_AXIS = 4  # elements of length at most (axis length) / this, before grading
 _GRADING = 0.2  # size ratio of the geometric element layers next to a breakpoint
 _LAYERS = 2  # layers on each side of a breakpoint
-_SEARCHES = 4  # Lanczos runs allowed to find every state (a rerun seeks the ones missed)
 _SPLIT_RTOL = 1e-6  # states this close at the first (coarse) degree are taken as one level
 _ROUNDING = 1e-14  # floor of the stated accuracy: rounding of the Ritz energies, ~5e-15 seen
 _NUDGE = 1e-12  # V is sampled this far (relative to the axis length) inside each element
@@ -223,66 +222,6 @@ class _Solution:
     u: np.ndarray
 
 
-def _factor(b: sp.csc_matrix, shift: float, order: np.ndarray) -> tuple[LinearOperator, int]:
-    """(b - shift)^-1 as an operator, and the number of eigenvalues of b below shift.
-
-    The LU is taken in dissection order without pivoting. For symmetric b that is L D L^T with
-    U = D L^T, so by Sylvester's law of inertia the negative pivots count the eigenvalues below.
-    """
-    shifted = (b - shift * sp.identity(b.shape[0], format="csc")).tocsr()[order][:, order]
-    lu = splu(
-        shifted.tocsc(),
-        permc_spec="NATURAL",
-        diag_pivot_thresh=0.0,
-        options={"SymmetricMode": True},
-    )
-    if np.any(lu.perm_r != np.arange(b.shape[0])):
-        raise RuntimeError(f"the LU of b - {shift} pivoted: its pivots no longer count eigenvalues")
-    inverse = np.argsort(order)
-    solve = LinearOperator(b.shape, matvec=lambda r: lu.solve(r[order])[inverse], dtype=float)
-    return solve, int(np.sum(lu.U.diagonal() < 0))
-
-
-def _deflated(solve: LinearOperator, found: np.ndarray) -> LinearOperator:
-    """solve with the span of the orthonormal columns of `found` projected out (both sides)."""
-
-    def matvec(r: np.ndarray) -> np.ndarray:
-        y = solve.matvec(r - found @ (found.T @ r))
-        return y - found @ (found.T @ y)
-
-    return LinearOperator(solve.shape, matvec=matvec, dtype=float)
-
-
-def _lowest(b: sp.csc_matrix, sigma: float, count: int, order: np.ndarray) -> np.ndarray:
-    """The `count` lowest eigenvectors of b (all eigenvalues above sigma), by Lanczos on
-    (b - sigma)^-1, whose largest eigenvalues 1 / (E - sigma) belong to the lowest E.
-
-    Single-vector Lanczos can miss a copy of a (near-)degenerate eigenvalue, and did, in an empty
-    rectangle with an accidental degeneracy. So the eigenvalues below the highest one found are
-    counted (matrix inertia), and any missing are sought again with the found ones projected out.
-    ARPACK starts from a fixed pseudo-random vector: its own random default would make degenerate
-    bases vary between calls, and a smooth one (all ones) misses every state odd under a symmetry.
-    """
-    solve, below = _factor(b, sigma, order)
-    if below:
-        raise RuntimeError(
-            f"{below} eigenvalues lie below the shift {sigma}, meant to be below all"
-        )
-    start = np.random.default_rng(0).standard_normal(b.shape[0])
-    found, energies, want = np.empty((b.shape[0], 0)), np.empty(0), count
-    for _ in range(_SEARCHES):
-        mu, vectors = eigsh(_deflated(solve, found), k=want, which="LM", tol=1e-12, v0=start)
-        found = np.hstack([found, vectors])
-        energies = np.append(energies, sigma + 1.0 / mu)
-        rank = np.argsort(energies)
-        top = energies[rank[count - 1]]
-        ceiling = top + 1e-6 * (top - sigma)  # a margin far above rounding in the pivots
-        want = _factor(b, ceiling, order)[1] - int(np.sum(energies < ceiling))
-        if want <= 0:
-            return found[:, rank[:count]].T
-    raise RuntimeError(f"{want} eigenvalues below {top} stayed hidden from Lanczos")
-
-
 def _ritz(
     u: np.ndarray, ax: _Axis, ay: _Axis, weighted_v: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -336,7 +275,7 @@ def _solve(v: Callable, edges: tuple[np.ndarray, np.ndarray], p: int, count: int
     b = (scale @ a @ scale).tocsc()
     # the lowest eigenvalue exceeds min V plus (about) the empty box's ground-state energy
     sigma = float(np.min(v_mass.ravel() / mass)) - 0.5 * _empty_ground(ax, ay)
-    vectors = _lowest(b, sigma, count, _dissection(ax, ay)) / np.sqrt(mass)
+    vectors = lowest(b, sigma, count, _dissection(ax, ay)) / np.sqrt(mass)
     u = np.zeros((count, nx, ny))
     u[:, 1:-1, 1:-1] = vectors.reshape(count, nx - 2, ny - 2)
     return _Solution(ax, ay, *_ritz(u, ax, ay, weighted_v))

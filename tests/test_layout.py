@@ -47,6 +47,7 @@ LAYERS = {
     "potentials2d": 0,
     "reference2d": 0,
     "spectral2d": 0,
+    "sparse_eigen": 0,
     "coarse": 0,
     "evaluation2d": 0,
     "quadrature": 0,
