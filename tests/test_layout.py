@@ -28,6 +28,7 @@ LAYERS = {
     "process": 4,
     "train": 3,
     "programs": 3,
+    "blocks": 2,
     "states": 2,
     "lm": 2,
     "optim": 1,

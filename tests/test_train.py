@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
 
-from pinn_cli import assemble, compiling, experiment, physics, problem, stopping, train
+from pinn_cli import assemble, blocks, compiling, experiment, physics, problem, stopping, train
 from pinn_cli.cli import to_config
 from pinn_cli.config import register_configs
 from pinn_cli.optim import signature as optim_signature
@@ -200,18 +200,18 @@ def test_diagnostics_compiled_ahead_give_the_programs_values_and_are_shared():
 
     built = assemble.build(config("model.width=8", "train.points=32"))
     program, params = diagnostics_program(1), built.state.params
-    first = train.Diagnostics(program, built.problem)
+    first = blocks.Diagnostics(program, built.problem)
     first.ahead(params)
     got, want = first(params), program(built.problem, params)
     assert set(got) == set(want) >= {"energy", "rayleigh"}
     for key in want:
         np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(want[key]))
     key = (program, optim_signature(built.problem, params))
-    compiled = train.Diagnostics.compiled[key]
+    compiled = blocks.Diagnostics.compiled[key]
     assert not isinstance(compiled, compiling.Ahead)
-    second = train.Diagnostics(program, built.problem)
+    second = blocks.Diagnostics(program, built.problem)
     second.ahead(params)
-    assert train.Diagnostics.compiled[key] is compiled
+    assert blocks.Diagnostics.compiled[key] is compiled
     host = jax.tree.map(np.asarray, params)  # NumPy leaves: another signature
     assert optim_signature(built.problem, host) != key[1]
     np.testing.assert_array_equal(
