@@ -388,6 +388,7 @@ def build(cfg: Config, n: int = 0, lower: physics.Lower | None = None, carrier=N
         first_stage="ritz" if n > 0 else "residual",
         slope_recovery=float(cfg.model.slope_recovery),
         target=coarse_level(cfg, potential, n),
+        lower_weight=problem.LOWER_WEIGHT if potential.dim == 1 else 0.0,
     )
     params = problem.init_params(prob, net, cfg.energy.init if n == 0 else None, cfg.train.ensemble)
     if n == 0 and starts_from_coarse(cfg, potential, psi):

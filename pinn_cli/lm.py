@@ -98,6 +98,16 @@ def accelerated(residual_vector, flat, v, solve_for) -> tuple:
     return jnp.where(admissible, v + 0.5 * a, v), True
 
 
+def metric_rows(ls: LeastSquares, flat, scale):
+    """The problem's metric D (`LeastSquares.metric`) scaled so that its largest column has
+    `metric_weight` times `scale`, the largest column norm^2 of J; None without one."""
+    if ls.metric is None or ls.metric_weight <= 0:
+        return None
+    d = ls.metric(flat)
+    largest = jnp.max(jnp.sum(d**2, axis=0))
+    return jnp.sqrt(ls.metric_weight * scale / jnp.where(largest > 0, largest, 1.0)) * d
+
+
 def make_lm_step(ls: LeastSquares, geodesic: bool = False, native: bool = True) -> Callable:
     """One Levenberg-Marquardt trial with Nielsen's damping update, geodesically accelerated
     with `geodesic`; `native`: the Gram matrix through BLAS (`damped_solver`).
@@ -113,17 +123,23 @@ def make_lm_step(ls: LeastSquares, geodesic: bool = False, native: bool = True) 
         # so low that the rejections of one block (mu times 2, 4, 8, ...) cannot bring it back:
         # the stage then read as converged with the loss far above its floor.
         mu = jnp.maximum(jnp.where(mu < 0, 1e-3 * scale, mu), MU_FLOOR * scale)
+        d = metric_rows(ls, flat, scale)
+        m = r.shape[0]
+        if d is not None:  # |D delta|^2 as rows of J whose residual is zero
+            jac = jnp.vstack([jac, d])
+        pad = lambda b: jnp.pad(b, (0, jac.shape[0] - m))  # noqa: E731
         solver = damped_solver(jac, mu, native)
-        delta, j_delta = solver(r)
-        # The decrease the linear model predicts, as a sum of two positive terms (delta solves
-        # the damped normal equations): -(2 r.J delta + |J delta|^2) is the difference of two
+        delta, j_delta = solver(pad(r))
+        # The decrease the linear model predicts, as a sum of positive terms (delta solves the
+        # damped normal equations): -(2 r.J delta + |J delta|^2) is the difference of two
         # nearly equal numbers once the step is small, and its rounding made it negative for
         # steps that did lower the loss (finite_well V0=250 width=2, state 8: a run of such
-        # refusals raised mu by 1e9 and ended the stage at psi 2.6e-6, "stopped decreasing")
-        predicted = j_delta @ j_delta + 2.0 * mu * (delta @ delta)
+        # refusals raised mu by 1e9 and ended the stage at psi 2.6e-6, "stopped decreasing").
+        # With a metric: |J delta|^2 + 2 |D delta|^2 + 2 mu |delta|^2.
+        predicted = j_delta @ j_delta + j_delta[m:] @ j_delta[m:] + 2.0 * mu * (delta @ delta)
         if not geodesic:
             return _damped_update(residual_vector, flat, mu, nu, r, delta, predicted)
-        step, ok = accelerated(residual_vector, flat, delta, lambda b: solver(b)[0])
+        step, ok = accelerated(residual_vector, flat, delta, lambda b: solver(pad(b))[0])
         return _damped_update(residual_vector, flat, mu, nu, r, step, predicted, ok)
 
     return step
@@ -184,8 +200,13 @@ def make_cg_step(ls: LeastSquares, iters: int, tol: float, geodesic: bool = Fals
         vjp = jax.linear_transpose(jvp, flat)
         mu = jnp.where(mu < 0, 1e-3 * jnp.max(diag), mu)
         mu = jnp.maximum(mu, MU_FLOOR * jnp.max(diag))
-        normal = lambda s: vjp(jvp(s))[0] + mu * s  # noqa: E731
-        inv_diag = 1.0 / (diag + mu)
+        d = metric_rows(ls, flat, jnp.max(diag))
+        if d is None:
+            normal = lambda s: vjp(jvp(s))[0] + mu * s  # noqa: E731
+            inv_diag = 1.0 / (diag + mu)
+        else:
+            normal = lambda s: vjp(jvp(s))[0] + d.T @ (d @ s) + mu * s  # noqa: E731
+            inv_diag = 1.0 / (diag + jnp.sum(d**2, axis=0) + mu)
         delta, k = pcg(normal, -vjp(r)[0], inv_diag, warm, iters, tol)
         step, ok = delta, True
         if geodesic:

@@ -25,6 +25,11 @@ class LeastSquares:
     residual: Callable  # flat -> r (R,)
     with_jacobian: Callable  # flat -> (r (R,), J (R, P))
     diagonal: Callable  # flat -> diag(J^T J) (P,), or an approximation of it (a preconditioner)
+    # flat -> D (K, P): a step delta is damped by |D delta|^2 as well as by mu |delta|^2
+    # (Marquardt's scaling: the loss and its minimisers are unchanged, only the path), D scaled
+    # by lm so that its largest column has `metric_weight` times the norm of J's largest
+    metric: Callable | None = None
+    metric_weight: float = 0.0
 
 
 def with_row(ls: LeastSquares, row: Callable) -> LeastSquares:
@@ -42,7 +47,7 @@ def with_row(ls: LeastSquares, row: Callable) -> LeastSquares:
     def diagonal(flat):
         return ls.diagonal(flat) + grad(flat) ** 2
 
-    return LeastSquares(residual, with_jacobian, diagonal)
+    return LeastSquares(residual, with_jacobian, diagonal, ls.metric, ls.metric_weight)
 
 
 def chunked_diagonal(rows: Callable, data: tuple, weights, chunk: int) -> Callable:

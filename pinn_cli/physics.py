@@ -70,6 +70,16 @@ def overlaps(lower: Lower, w, p):
     return lower.p.T @ (_weights_like(w, p) * p)
 
 
+def lower_content(lower: Lower, w, p):
+    """sum_k c_k^2 / integral (P psi)^2: how much of psi lies along the lower states against
+    what is left of it once they are projected out (0 for psi orthogonal to them). The
+    projected loss does not see it; where it is large, the state is a small difference of
+    large functions and rounding in the lower states grows by as much (problem.LOWER_WEIGHT)."""
+    c = overlaps(lower, w, p)
+    left = p - lower.p @ c
+    return jnp.sum(c**2) / jnp.sum(w * left**2)
+
+
 def project(lower: Lower | None, w, p, lap):
     """psi with the lower states removed, and lap psi with the same combination removed."""
     if lower is None:

@@ -20,6 +20,15 @@ from .optim import LeastSquares, chunked_diagonal, with_row
 from .quadrature import Rule
 from .resources import DIAGONAL_CHUNK
 
+# Weight of an excited state's content along the lower states (physics.lower_content) in the
+# Ritz stage's loss, in the output layer's Ritz step and, relative to J, in the LM metric. The
+# projected loss does not see that content, and without a cost on it a state's network came to
+# hold ~1e3 times more of the lower states than of its own: state 9 of x^2 on [-5, 7] was a
+# combination of the raw networks with coefficients up to 8e6, whose rounding (1e-8 in psi,
+# inconsistently between psi and its slope) put the judged Rayleigh quotient 1.7e-9 *below*
+# the exact level with a psi error of 8e-8 (docs/results.md, "Rounding in the upper states").
+LOWER_WEIGHT = 1e-2
+
 
 @dataclass(frozen=True, eq=False)
 class Problem:
@@ -41,6 +50,7 @@ class Problem:
     # An excited state's coarse estimate of its energy (assemble.coarse_level): the shifted
     # Levenberg-Marquardt steps hold E at the lower of it and the Rayleigh-Ritz value
     target: jax.Array | None = None
+    lower_weight: float = 0.0  # of physics.lower_content in the Ritz stage and the LM metric
 
     def energy(self, params) -> jax.Array:
         if self.fixed_energy is None:
@@ -101,7 +111,14 @@ POINT_FIELDS = ("x", "w", "v", "lower")
 jax.tree_util.register_dataclass(
     Problem,
     ["psi", "x", "w", "v", "fixed_energy", "lower", "target"],
-    ["energy_scale", "normalization", "norm_weight", "first_stage", "slope_recovery"],
+    [
+        "energy_scale",
+        "normalization",
+        "norm_weight",
+        "first_stage",
+        "slope_recovery",
+        "lower_weight",
+    ],
 )
 
 
@@ -118,6 +135,7 @@ def make_problem(
     first_stage: str = "residual",
     slope_recovery: float = 0.0,
     target: float | None = None,
+    lower_weight: float = 0.0,
 ) -> Problem:
     """The problem on a quadrature rule; E's scale is the flat box's ground energy."""
     scale = sum((math.pi / length) ** 2 for length in psi.box.lengths)
@@ -135,6 +153,7 @@ def make_problem(
         first_stage=first_stage,
         slope_recovery=slope_recovery,
         target=None if target is None else as_array(target),
+        lower_weight=lower_weight if lower is not None else 0.0,
     )
 
 
@@ -175,10 +194,15 @@ def make_loss(problem: Problem, kind: str = "residual") -> Callable:
         return total, terms
 
     def physics_loss(params):
-        p, grad, lap = problem.projected(params)
+        raw = problem.fields(params)
+        p, grad, lap = physics.project_fields(problem.lower, problem.w, *raw)
         if kind == "ritz":
             energy = physics.rayleigh_quotient(p, grad, problem.w, problem.v)
-            return energy / problem.energy_scale, {"ritz": energy}
+            total = energy / problem.energy_scale
+            if problem.lower_weight > 0:  # keep psi's part along the lower states small
+                content = physics.lower_content(problem.lower, problem.w, raw[0])
+                total = total + problem.lower_weight * content
+            return total, {"ritz": energy}
         terms = physics.loss_terms(
             p,
             lap,
@@ -251,7 +275,13 @@ def least_squares(problem: Problem, unravel: Callable, chunk: int = DIAGONAL_CHU
         c = jnp.sqrt(problem.norm_weight)
         return r, jnp.vstack([sw[:, None] * j_res, c * g_n2[None, :]])
 
-    return LeastSquares(residual_vector, with_jacobian, _diagonal(problem, unravel, chunk))
+    def metric(flat):
+        return jax.jacrev(overlaps)(flat) / jnp.sqrt(projected_norm2(flat))
+
+    diagonal = _diagonal(problem, unravel, chunk)
+    if problem.lower_weight > 0:
+        return LeastSquares(residual_vector, with_jacobian, diagonal, metric, problem.lower_weight)
+    return LeastSquares(residual_vector, with_jacobian, diagonal)
 
 
 def _rows(problem: Problem, res, p) -> tuple[jax.Array, jax.Array]:

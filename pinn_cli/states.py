@@ -90,7 +90,10 @@ def _basis_taylor(psi, net, x):
 
 def ritz_output_layer(problem: Problem, params) -> dict:
     """Rayleigh-Ritz in the span of the last hidden layer: set the (linear) output layer to the
-    lowest eigenvector of H in that span, orthogonal to the lower states, and E to its eigenvalue.
+    lowest eigenvector of H in that span, orthogonal to the lower states, and E to its Rayleigh
+    quotient. With `problem.lower_weight` the eigenvector is H's plus that weight times the
+    combination's content along the lower states (as in the Ritz stage's loss): among nearly
+    equal quotients, the one the network holds without large cancellation.
 
     Adam only approaches the minimum of the Rayleigh quotient; the residual stage then converges
     to the nearest eigenpair, which may be a higher state. The exact minimum over the learned
@@ -98,25 +101,30 @@ def ritz_output_layer(problem: Problem, params) -> dict:
     """
     import scipy.linalg
 
-    f, grad, lap = _basis_taylor(problem.psi, params["net"], problem.x)
-    f, grad, _ = physics.project_fields(problem.lower, problem.w, f, grad, lap)
+    raw, grad, lap = _basis_taylor(problem.psi, params["net"], problem.x)
+    f, grad, _ = physics.project_fields(problem.lower, problem.w, raw, grad, lap)
     f, grad, w, v = (np.asarray(a, float) for a in (f, grad, problem.w, problem.v))
     s = f.T @ (w[:, None] * f)
     # H from |grad psi|^2 + V psi^2 (physics.rayleigh_quotient): symmetric, and no combination's
     # quotient falls below min V however it aliases between the nodes
     h = np.einsum("mid,m,mjd->ij", grad, w, grad) + f.T @ ((w * v)[:, None] * f)
+    penalised = h
+    if problem.lower_weight > 0:  # as the Ritz stage's loss: + lower_weight * lower_content
+        along = np.asarray(problem.lower.p, float).T @ (w[:, None] * np.asarray(raw, float))
+        penalised = h + problem.lower_weight * problem.energy_scale * along.T @ along
     lam, u = np.linalg.eigh(s)  # drop the directions the features (nearly) do not span
     # Combinations below 1e-9 of the largest are not resolved by the grid: between its points
     # they are unconstrained, and their grid Rayleigh quotients can be spurious values (with
     # 1e-12 the oscillator's states 8-9 started from such values and landed below state 3).
     keep = lam > 1e-9 * lam.max()
     t = u[:, keep] / np.sqrt(lam[keep])
-    e, y = scipy.linalg.eigh(t.T @ h @ t)
+    _, y = scipy.linalg.eigh(t.T @ penalised @ t)
     c = t @ y[:, 0]
     net = jax.tree.map(lambda a: a, params["net"])
     dtype = net["out"]["kernel"].dtype
     net["out"] = {"kernel": jnp.asarray(c[:-1, None], dtype), "bias": jnp.asarray(c[-1:], dtype)}
     out = {**params, "net": net}
     if problem.fixed_energy is None:
-        out["energy"] = jnp.asarray(e[0] / problem.energy_scale, dtype)
+        energy = (c @ h @ c) / (c @ s @ c)  # its Rayleigh quotient
+        out["energy"] = jnp.asarray(energy / problem.energy_scale, dtype)
     return out

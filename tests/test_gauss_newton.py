@@ -94,12 +94,15 @@ def test_matrix_free_products_equal_the_explicit_jacobian(overrides, n_lower):
 
 @pytest.mark.parametrize("n_lower", [0, 1])
 def test_a_converged_cg_step_is_the_explicit_step(n_lower):
-    """With CG run to convergence, one matrix-free step lands where the explicit solve does."""
+    """With CG run to convergence, one matrix-free step lands where the explicit solve does.
+    With a lower state both damp the step's change along it (the metric, scaled by J's largest
+    column): given J's exact column norms as its diagonal, CG scales it as the explicit solve."""
     built, flat, unravel = built_problem([], n_lower)
     mu, nu = jnp.asarray(1e-2), jnp.asarray(2.0)
     ls = built.problem.least_squares(unravel)
+    assert (ls.metric is not None) == (n_lower > 0)
     explicit = lm.make_lm_step(ls)(flat, mu, nu)
-    diag = ls.diagonal(flat)
+    diag = ls.diagonal(flat) if n_lower == 0 else jnp.sum(ls.with_jacobian(flat)[1] ** 2, axis=0)
     step = lm.make_cg_step(ls, iters=2000, tol=1e-14)
     matrix_free = step(flat, mu, nu, jnp.zeros_like(flat), diag)
     assert bool(explicit[5]) and bool(matrix_free[5])  # both accepted
@@ -221,3 +224,37 @@ def test_a_step_that_lowers_a_linear_loss_is_never_refused(rows):
         out = lm.make_lm_step(linear(a, r0))(jnp.zeros(p), jnp.asarray(1.0), jnp.asarray(2.0))
         before, after, accepted = float(out[3]), float(out[4]), bool(out[5])
         assert accepted and after < before, (seed, before, after)
+
+
+def test_a_metric_damps_the_step_along_it_and_leaves_the_minimiser():
+    """Marquardt's metric D: a step is damped by |D delta|^2 as well. On r(f) = A f + r0 (full
+    column rank: one minimiser, here with r = 0) D = e_0 with weight 10 holds f_0 nearly still
+    in the first step (explicit and CG solvers alike), where without it f_0 moves by O(1);
+    run on, both reach the same minimiser."""
+    rng = np.random.default_rng(0)
+    a = jnp.asarray(rng.standard_normal((40, 6)))
+    best = np.linspace(1.0, 2.0, 6)
+    r0 = -a @ jnp.asarray(best)  # r = A (f - best): zero at the minimiser
+    plain = linear(a, r0)
+    e0 = jnp.eye(6)[:1]
+    held = optim.LeastSquares(plain.residual, plain.with_jacobian, None, lambda f: e0, 10.0)
+    diag = jnp.sum(a**2, axis=0)
+
+    def first_and_last(ls, cg):
+        step = jax.jit(lm.make_cg_step(ls, 50, 1e-14) if cg else lm.make_lm_step(ls))
+        flat, mu, nu, warm = jnp.zeros(6), jnp.asarray(1e-3), jnp.asarray(2.0), jnp.zeros(6)
+        path = []
+        for _ in range(300):
+            out = step(flat, mu, nu, warm, diag) if cg else step(flat, mu, nu)
+            flat, mu, nu = out[:3]
+            warm = out[-1] if cg else warm
+            path.append(np.asarray(flat))
+        return path[0], path[-1]
+
+    for cg in (False, True):
+        free_first, free_last = first_and_last(plain, cg)
+        held_first, held_last = first_and_last(held, cg)
+        assert abs(free_first[0]) > 0.5 * abs(best[0])
+        assert abs(held_first[0]) < 0.2 * abs(free_first[0])
+        np.testing.assert_allclose(held_last, best, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(free_last, best, rtol=1e-8, atol=1e-10)

@@ -230,6 +230,21 @@ def test_projection_removes_the_lower_states():
         np.testing.assert_allclose(a, b, rtol=1e-15, atol=1e-15)
 
 
+def test_lower_content_is_the_part_along_the_lower_states_over_the_rest():
+    """3 sin(pi x) + 0.5 sin(2 pi x) (orthogonal, both normalised by sqrt 2) against the
+    ground state: 3^2 / 0.5^2 = 36 along it for one part left; 0 for a function orthogonal to
+    it; unchanged by psi's scale."""
+    rule = quadrature.gauss(infinite_well((0.0, 1.0)).box, 64)
+    x, w = rule.x[:, 0], rule.w
+    ground = np.sqrt(2.0) * np.sin(np.pi * x)
+    second = np.sqrt(2.0) * np.sin(2.0 * np.pi * x)
+    lower = physics.Lower(ground[:, None], ground[:, None], ground[:, None, None])
+    f = 3.0 * ground + 0.5 * second
+    assert float(physics.lower_content(lower, w, f)) == pytest.approx(36.0, rel=1e-12)
+    assert float(physics.lower_content(lower, w, -7.0 * f)) == pytest.approx(36.0, rel=1e-12)
+    assert float(physics.lower_content(lower, w, second)) < 1e-28
+
+
 def test_hard_normalisation_is_scale_invariant_and_penalty_is_not():
     x = column(jnp.linspace(0.05, 0.95, 40))
     w = jnp.full(40, 1 / 40)

@@ -211,6 +211,34 @@ def test_ritz_start_is_the_minimum_over_the_features(tmp_path):
     assert abs(np.sum(w * p * p0)) / (n0 * np.sqrt(np.sum(w * p * p))) < 1e-10
 
 
+def test_the_ritz_start_holds_less_of_the_lower_states_with_their_weight():
+    """An excited state's content along the lower states is invisible to its projected loss;
+    the Ritz start with `lower_weight` trades quotient for less of it (here the untrained
+    ground network's; a large weight to see it clearly), and still sets E to the start's own
+    Rayleigh quotient."""
+    import dataclasses
+
+    from pinn_cli import physics, problem, states
+
+    built = state_one(config(*SMALL, "potential=harmonic", "state=1", "model.symmetry=off"))[0]
+    assert built.problem.lower_weight == problem.LOWER_WEIGHT > 0
+
+    def start(weight):
+        prob = dataclasses.replace(built.problem, lower_weight=weight)
+        params = states.ritz_output_layer(prob, built.state.params)
+        quotient = float(problem.rayleigh(prob, params))
+        assert float(prob.energy(params)) == pytest.approx(quotient, rel=1e-9)
+        p = prob.fields(params)[0]
+        return quotient, float(physics.lower_content(prob.lower, prob.w, p))
+
+    (plain_e, plain_c), (held_e, held_c) = start(0.0), start(10.0)
+    assert held_c < 0.5 * plain_c
+    assert plain_e <= held_e  # the plain start is the minimum of the quotient
+    assert held_e + 10.0 * built.problem.energy_scale * held_c < plain_e + 10.0 * (
+        built.problem.energy_scale * plain_c
+    )
+
+
 def test_ritz_energies_stay_above_min_v_when_the_network_aliases_between_the_nodes():
     """A network with large weights oscillates between the 16 nodes; where it curves up at the
     nodes, the Laplacian form <psi, H psi> / <psi, psi> goes negative (for 12 of 20 such
