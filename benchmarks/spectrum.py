@@ -32,6 +32,11 @@ TEN_CASES: list[tuple[str, list[str]]] = [
     ("barrier", [*TEN, "potential.V0=200", "potential.width=0.8"]),
     ("harmonic", [*TEN, "potential.omega=2", "potential.domain=[-5,5]"]),
     ("infinite_well", [*TEN, "potential.domain=[-1,2]", "seed=3"]),
+    # smooth V without a symmetry (no parity split): an off-centre oscillator, a tilted one,
+    # Morse (five bound states, box states above them)
+    ("formula", [*TEN, 'potential.formula="x**2"', "potential.domain=[-5,7]"]),
+    ("formula", [*TEN, 'potential.formula="x**2+2*sin(3*x)"', "potential.domain=[-6,6]"]),
+    ("formula", [*TEN, 'potential.formula="25*(1-exp(-(x-1)))**2"', "potential.domain=[-1,12]"]),
 ]
 TEN_TARGETS = {"energy": 1e-10, "l2": 1e-6, "wall_s": 60.0}
 
