@@ -275,13 +275,27 @@ def least_squares(problem: Problem, unravel: Callable, chunk: int = DIAGONAL_CHU
         c = jnp.sqrt(problem.norm_weight)
         return r, jnp.vstack([sw[:, None] * j_res, c * g_n2[None, :]])
 
-    def metric(flat):
-        return jax.jacrev(overlaps)(flat) / jnp.sqrt(projected_norm2(flat))
-
     diagonal = _diagonal(problem, unravel, chunk)
-    if problem.lower_weight > 0:
-        return LeastSquares(residual_vector, with_jacobian, diagonal, metric, problem.lower_weight)
-    return LeastSquares(residual_vector, with_jacobian, diagonal)
+    return LeastSquares(residual_vector, with_jacobian, diagonal, *_metric(problem, unravel))
+
+
+def _metric(problem: Problem, unravel: Callable) -> tuple[Callable | None, float]:
+    """LM's metric and its weight: the Jacobian of psi's overlaps with the lower states over
+    the projected norm (the change of physics.lower_content a step makes), or (None, 0)."""
+    if problem.lower_weight <= 0:
+        return None, 0.0
+    lower, w = problem.lower, problem.w
+
+    def psi(flat):
+        return physics.evaluate(problem.psi, unravel(flat)["net"], problem.x)[0]
+
+    def metric(flat):
+        p = psi(flat)
+        left = p - lower.p @ physics.overlaps(lower, w, p)
+        overlaps = lambda f: physics.overlaps(lower, w, psi(f))  # noqa: E731
+        return jax.jacrev(overlaps)(flat) / jnp.sqrt(jnp.sum(w * left**2))
+
+    return metric, problem.lower_weight
 
 
 def _rows(problem: Problem, res, p) -> tuple[jax.Array, jax.Array]:
